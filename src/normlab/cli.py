@@ -1,0 +1,49 @@
+"""The `normlab` command.  Each sub-command lives with the code it drives; this file only dispatches.
+
+    normlab fetch NAME      download a dataset's sources (normlab.data)
+    normlab prepare NAME    prepare a fetched dataset (normlab.data)
+    normlab train ...       one training run (normlab.train)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command -> (module, help).  The module provides `add_arguments(parser)` and `run(args) -> int`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "fetch": ("normlab.data.cli_fetch", "download and checksum a dataset's sources"),
+    "prepare": ("normlab.data.cli_prepare", "prepare a fetched dataset into the cache"),
+    "train": ("normlab.train.cli", "run one training job from a run config"),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(prog="normlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules: dict[str, object] = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue  # that part of normlab is not installed in this version
+            raise
+        sp = sub.add_parser(name, help=help_text)
+        module.add_arguments(sp)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
