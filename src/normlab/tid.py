@@ -134,7 +134,7 @@ class OnlineTIDRecorder:
             return []
         host = torch.cat([v for _, _, v in self._pending]).float().cpu()
         rows, offset = [], 0
-        for step, names, values in self._pending:
+        for step, names, _ in self._pending:
             rows += _records(step, names, host[offset : offset + len(names)], method="online")
             offset += len(names)
         self._pending.clear()

@@ -3,7 +3,8 @@
 ``powernorm`` follows the published algorithm and the authors' released code:
 
 1. GroupScaling: each token is divided by the root mean square of its features within each of
-   ``groups`` groups (the authors use groups = number of attention heads); ordinary autograd.
+   ``groups`` groups (the authors use groups = number of attention heads; 0 turns it off, the
+   paper's Algorithm 2 alone); ordinary autograd.
 2. Training forward: ψ_B² = mean of x² over the non-pad tokens (per channel).  For the first
    ``warmup_iters`` training steps x̂ = x / sqrt(ψ_B² + eps); after that x̂ = x / sqrt(ψ² + eps) with the
    *running* quadratic mean ψ² of the previous steps.  y = γ x̂ + β.
@@ -89,8 +90,8 @@ class PowerNorm(BatchStatNorm):
         sync: bool = True,
     ):
         super().__init__(dim, sync=sync)
-        if groups < 1 or dim % groups:
-            raise ValueError(f"powernorm: groups must divide dim={dim}; got groups={groups}")
+        if groups < 0 or (groups and dim % groups):
+            raise ValueError(f"powernorm: groups must divide dim={dim} (0 = no GroupScaling); got {groups}")
         self.groups, self.alpha_fwd, self.alpha_bkw = groups, alpha_fwd, alpha_bkw
         self.warmup_iters, self.eps = warmup_iters, eps
         self.weight = nn.Parameter(torch.ones(dim))
@@ -106,7 +107,7 @@ class PowerNorm(BatchStatNorm):
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, pad_mask)
-        x = as_stat_dtype(group_scaling(x, self.groups))
+        x = as_stat_dtype(group_scaling(x, self.groups) if self.groups else x)
         if not self.uses_batch_stats():
             return torch.addcmul(self.bias, x, (self.running_phi + self.eps).rsqrt() * self.weight)
         with torch.no_grad():
