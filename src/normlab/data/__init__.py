@@ -1,0 +1,2 @@
+"""placeholder"""
+from .pipeline import card, fetch, load, prepare  # noqa: F401
