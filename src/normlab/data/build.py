@@ -72,44 +72,77 @@ def build_translation(parsed: Parsed, opts: dict):
         words = [[w for p in pairs for w in p[side].split()] for side in (0, 1)]
         stats[split] = {
             "examples": len(pairs),
-            "source_words": len(words[0]), "target_words": len(words[1]),
-            "source_subwords": int(src_ids.size), "target_subwords": int(tgt_ids.size),
-            "pairs_at_most_50_words": sum(1 for p in pairs if max(len(p[0].split()), len(p[1].split())) <= 50),
+            "source_words": len(words[0]),
+            "target_words": len(words[1]),
+            "source_subwords": int(src_ids.size),
+            "target_subwords": int(tgt_ids.size),
+            "pairs_at_most_50_words": sum(
+                1 for p in pairs if max(len(p[0].split()), len(p[1].split())) <= 50
+            ),
             # word-level OOV: share of running words never seen in training (BPE itself has ~no <unk>)
-            "source_word_oov_rate": round(sum(w not in train_words[0] for w in words[0]) / max(len(words[0]), 1), 6),
-            "target_word_oov_rate": round(sum(w not in train_words[1] for w in words[1]) / max(len(words[1]), 1), 6),
+            "source_word_oov_rate": round(
+                sum(w not in train_words[0] for w in words[0]) / max(len(words[0]), 1), 6
+            ),
+            "target_word_oov_rate": round(
+                sum(w not in train_words[1] for w in words[1]) / max(len(words[1]), 1), 6
+            ),
             "subword_unk_rate": _unk_rate(np.concatenate([src_ids, tgt_ids]), unk),
         }
-    meta = {"family": "translation", "vocab_size": tok.get_vocab_size(), "pad_id": vocab[T.PAD],
-            "unk_id": unk, "bos_id": vocab[T.BOS], "eos_id": vocab[T.EOS], "shared_vocabulary": True}
+    meta = {
+        "family": "translation",
+        "vocab_size": tok.get_vocab_size(),
+        "pad_id": vocab[T.PAD],
+        "unk_id": unk,
+        "bos_id": vocab[T.BOS],
+        "eos_id": vocab[T.EOS],
+        "shared_vocabulary": True,
+    }
     return meta, stats, arrays, tok
 
 
 def build_lm(parsed: Parsed, opts: dict):
     train = parsed.splits["train"]
-    tok = T.train_word_level((" ".join(s) for s in train), specials=T.LM_SPECIALS,
-                             vocab_size=opts.get("vocab_size"), min_frequency=opts.get("min_frequency", 1))
+    tok = T.train_word_level(
+        (" ".join(s) for s in train),
+        specials=T.LM_SPECIALS,
+        vocab_size=opts.get("vocab_size"),
+        min_frequency=opts.get("min_frequency", 1),
+    )
     vocab = tok.get_vocab()
     unk, eos = vocab[T.UNK], vocab[T.EOS]
     arrays, stats = {}, {}
     for split, sentences in parsed.splits.items():
         ids, off = T.encode_flat(tok, sentences, pretokenized=True, append=eos)
         arrays[split] = {"tokens": ids, "offsets": off}
-        stats[split] = {"sentences": len(sentences), "words": int(ids.size - len(sentences)),
-                        "tokens_with_eos": int(ids.size), "oov_rate": _unk_rate(ids, unk, exclude=eos)}
-    meta = {"family": "lm", "vocab_size": tok.get_vocab_size(), "pad_id": vocab[T.PAD], "unk_id": unk,
-            "eos_id": eos}
+        stats[split] = {
+            "sentences": len(sentences),
+            "words": int(ids.size - len(sentences)),
+            "tokens_with_eos": int(ids.size),
+            "oov_rate": _unk_rate(ids, unk, exclude=eos),
+        }
+    meta = {
+        "family": "lm",
+        "vocab_size": tok.get_vocab_size(),
+        "pad_id": vocab[T.PAD],
+        "unk_id": unk,
+        "eos_id": eos,
+    }
     return meta, stats, arrays, tok
 
 
 def build_tagging(parsed: Parsed, opts: dict):
     train = parsed.splits["train"]
     # the tag set is fixed by the annotation scheme, not learned: take it from every split
-    names = parsed.label_names or tuple(sorted({t for rows in parsed.splits.values() for _, tags in rows
-                                                for t in tags}))
-    tok = T.train_word_level((" ".join(toks) for toks, _ in train), specials=T.LABELLING_SPECIALS,
-                             vocab_size=opts.get("vocab_size"), min_frequency=opts.get("min_frequency", 1),
-                             lowercase=opts.get("lowercase", False))
+    names = parsed.label_names or tuple(
+        sorted({t for rows in parsed.splits.values() for _, tags in rows for t in tags})
+    )
+    tok = T.train_word_level(
+        (" ".join(toks) for toks, _ in train),
+        specials=T.LABELLING_SPECIALS,
+        vocab_size=opts.get("vocab_size"),
+        min_frequency=opts.get("min_frequency", 1),
+        lowercase=opts.get("lowercase", False),
+    )
     vocab = tok.get_vocab()
     unk = vocab[T.UNK]
     arrays, stats = {}, {}
@@ -122,10 +155,19 @@ def build_tagging(parsed: Parsed, opts: dict):
         if tags.size != ids.size:  # a token the pre-tokenizer split further would misalign tags
             raise ValueError(f"{split}: {ids.size} token ids but {tags.size} tags")
         arrays[split] = {"tokens": ids, "offsets": off, "tags": tags}
-        stats[split] = {"sentences": len(sentences), "tokens": int(ids.size), "oov_rate": _unk_rate(ids, unk),
-                        "label_distribution": _distribution(tags, names)}
-    meta = {"family": "tagging", "vocab_size": tok.get_vocab_size(), "pad_id": vocab[T.PAD], "unk_id": unk,
-            "label_names": list(names)}
+        stats[split] = {
+            "sentences": len(sentences),
+            "tokens": int(ids.size),
+            "oov_rate": _unk_rate(ids, unk),
+            "label_distribution": _distribution(tags, names),
+        }
+    meta = {
+        "family": "tagging",
+        "vocab_size": tok.get_vocab_size(),
+        "pad_id": vocab[T.PAD],
+        "unk_id": unk,
+        "label_names": list(names),
+    }
     return meta, stats, arrays, tok
 
 
@@ -133,9 +175,14 @@ def build_classification(parsed: Parsed, opts: dict):
     train = parsed.splits["train"]
     names = parsed.label_names or tuple(sorted({label for _, label in train}))
     index = {n: i for i, n in enumerate(names)}
-    tok = T.train_word_level((t for t, _ in train), specials=T.LABELLING_SPECIALS,
-                             vocab_size=opts.get("vocab_size"), min_frequency=opts.get("min_frequency", 1),
-                             lowercase=opts.get("lowercase", True), split_punctuation=True)
+    tok = T.train_word_level(
+        (t for t, _ in train),
+        specials=T.LABELLING_SPECIALS,
+        vocab_size=opts.get("vocab_size"),
+        min_frequency=opts.get("min_frequency", 1),
+        lowercase=opts.get("lowercase", True),
+        split_punctuation=True,
+    )
     vocab = tok.get_vocab()
     unk = vocab[T.UNK]
     arrays, stats = {}, {}
@@ -144,13 +191,27 @@ def build_classification(parsed: Parsed, opts: dict):
         labels = np.array([index[label] for _, label in rows], dtype=np.int64)
         arrays[split] = {"tokens": ids, "offsets": off, "labels": labels}
         lengths = np.diff(off)
-        stats[split] = {"examples": len(rows), "tokens": int(ids.size),
-                        "mean_tokens": round(float(lengths.mean()), 2) if len(rows) else 0.0,
-                        "oov_rate": _unk_rate(ids, unk), "label_distribution": _distribution(labels, names)}
-    meta = {"family": "classification", "vocab_size": tok.get_vocab_size(), "pad_id": vocab[T.PAD],
-            "unk_id": unk, "label_names": list(names)}
+        stats[split] = {
+            "examples": len(rows),
+            "tokens": int(ids.size),
+            "mean_tokens": round(float(lengths.mean()), 2) if len(rows) else 0.0,
+            "oov_rate": _unk_rate(ids, unk),
+            "label_distribution": _distribution(labels, names),
+        }
+    meta = {
+        "family": "classification",
+        "vocab_size": tok.get_vocab_size(),
+        "pad_id": vocab[T.PAD],
+        "unk_id": unk,
+        "label_names": list(names),
+    }
     return meta, stats, arrays, tok
 
 
-BUILDERS = {"image": build_image, "translation": build_translation, "lm": build_lm,
-            "tagging": build_tagging, "classification": build_classification}
+BUILDERS = {
+    "image": build_image,
+    "translation": build_translation,
+    "lm": build_lm,
+    "tagging": build_tagging,
+    "classification": build_classification,
+}

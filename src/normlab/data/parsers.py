@@ -43,7 +43,9 @@ def read_idx(path: Path) -> np.ndarray:
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected = int(np.prod(dims))
     if len(raw) - header != expected:
-        raise ParseError(path, None, f"IDX header says {dims} = {expected} bytes, file holds {len(raw) - header}")
+        raise ParseError(
+            path, None, f"IDX header says {dims} = {expected} bytes, file holds {len(raw) - header}"
+        )
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
@@ -93,9 +95,13 @@ def read_sword_ztext(module_dir: Path) -> list[bytes]:
                 raise ParseError(p, None, "missing file of the SWORD zText module")
         bzs, bzv, bzz = (paths[e].read_bytes() for e in ("bzs", "bzv", "bzz"))
         if len(bzs) % 12:
-            raise ParseError(paths["bzs"], None, f"size {len(bzs)} is not a multiple of 12-byte block records")
+            raise ParseError(
+                paths["bzs"], None, f"size {len(bzs)} is not a multiple of 12-byte block records"
+            )
         if len(bzv) % 10:
-            raise ParseError(paths["bzv"], None, f"size {len(bzv)} is not a multiple of 10-byte verse records")
+            raise ParseError(
+                paths["bzv"], None, f"size {len(bzv)} is not a multiple of 10-byte verse records"
+            )
         blocks = list(struct.iter_unpack("<III", bzs))
         unpacked: dict[int, bytes] = {}
         for i, (block, start, length) in enumerate(struct.iter_unpack("<IIH", bzv)):
@@ -103,22 +109,26 @@ def read_sword_ztext(module_dir: Path) -> list[bytes]:
                 slots.append(b"")
                 continue
             if block >= len(blocks):
-                raise ParseError(paths["bzv"], None, f"verse record {i} points to block {block}; "
-                                 f"{paths['bzs'].name} has {len(blocks)} blocks")
+                raise ParseError(
+                    paths["bzv"],
+                    None,
+                    f"verse record {i} points to block {block}; {paths['bzs'].name} has {len(blocks)} blocks",
+                )
             if block not in unpacked:
                 offset, csize, usize = blocks[block]
                 try:
-                    data = zlib.decompress(bzz[offset: offset + csize])
+                    data = zlib.decompress(bzz[offset : offset + csize])
                 except zlib.error as err:
                     raise ParseError(paths["bzz"], None, f"block {block} at byte {offset}: {err}") from err
                 if len(data) != usize:
-                    raise ParseError(paths["bzz"], None, f"block {block} unpacks to {len(data)} bytes, "
-                                     f"index says {usize}")
+                    raise ParseError(
+                        paths["bzz"], None, f"block {block} unpacks to {len(data)} bytes, index says {usize}"
+                    )
                 unpacked[block] = data
             data = unpacked[block]
             if start + length > len(data):
                 raise ParseError(paths["bzv"], None, f"verse record {i} runs past the end of block {block}")
-            slots.append(data[start: start + length])
+            slots.append(data[start : start + length])
     return slots
 
 
@@ -172,8 +182,15 @@ def read_brown_categories(path: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------- CoNLL
 
 
-def read_conll(path: Path, *, columns: int | None = None, sep: str | None = None, token_col: int = 0,
-               tag_col: int = -1, encoding: str = "utf-8") -> list[tuple[list[str], list[str]]]:
+def read_conll(
+    path: Path,
+    *,
+    columns: int | None = None,
+    sep: str | None = None,
+    token_col: int = 0,
+    tag_col: int = -1,
+    encoding: str = "utf-8",
+) -> list[tuple[list[str], list[str]]]:
     """A CoNLL-style column file: one token per line, blank line between sentences.
 
     `columns`: the exact number of columns every token line must have (None: at least 2).
@@ -229,8 +246,14 @@ def bmes_to_bio(tags: list[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------- CSV and e-mail
 
 
-def read_label_text_csv(path: Path, *, text_columns: tuple[int, ...] = (1,), label_column: int = 0,
-                        encoding: str = "utf-8-sig", backslash_newlines: bool = False) -> list[tuple[str, str]]:
+def read_label_text_csv(
+    path: Path,
+    *,
+    text_columns: tuple[int, ...] = (1,),
+    label_column: int = 0,
+    encoding: str = "utf-8-sig",
+    backslash_newlines: bool = False,
+) -> list[tuple[str, str]]:
     """Rows `label,text[,text...]` (Pang & Lee: `1/-1,text`; Yelp: `"1|2","text"`; DBpedia:
     `label,title,content`).  Text columns are joined with a space.  `backslash_newlines`: the
     fast.ai/Zhang et al. CSVs write line breaks as a literal backslash-n."""
@@ -243,7 +266,9 @@ def read_label_text_csv(path: Path, *, text_columns: tuple[int, ...] = (1,), lab
                 if not row or not any(c.strip() for c in row):
                     continue
                 if len(row) < need:
-                    raise ParseError(path, reader.line_num, f"expected at least {need} columns, got {len(row)}")
+                    raise ParseError(
+                        path, reader.line_num, f"expected at least {need} columns, got {len(row)}"
+                    )
                 text = " ".join(row[c].strip() for c in text_columns)
                 if backslash_newlines:
                     text = text.replace("\\n", " ").replace('\\"', '"')
@@ -266,8 +291,11 @@ def read_email_text(path: Path) -> str:
         if part.get_content_type() != "text/plain":
             continue
         payload = part.get_payload(decode=True) or b""
-        parts.append(payload.decode(part.get_content_charset() or "latin-1", errors="replace")
-                     if _known_charset(part.get_content_charset()) else payload.decode("latin-1"))
+        parts.append(
+            payload.decode(part.get_content_charset() or "latin-1", errors="replace")
+            if _known_charset(part.get_content_charset())
+            else payload.decode("latin-1")
+        )
     return _SPACES.sub(" ", " ".join(parts)).strip()
 
 
@@ -317,8 +345,11 @@ def read_seg_file(path: Path) -> list[str]:
 def read_parallel_lines(src: Path, tgt: Path) -> list[tuple[str, str]]:
     a, b = read_lines(src), read_lines(tgt)
     if len(a) != len(b):
-        raise ParseError(tgt, min(len(a), len(b)) + 1,
-                         f"parallel files differ in length: {src.name} has {len(a)} lines, {tgt.name} {len(b)}")
+        raise ParseError(
+            tgt,
+            min(len(a), len(b)) + 1,
+            f"parallel files differ in length: {src.name} has {len(a)} lines, {tgt.name} {len(b)}",
+        )
     return [(x.strip(), y.strip()) for x, y in zip(a, b, strict=True)]
 
 

@@ -109,7 +109,9 @@ def _run_client(cmd: list[str], folder: Path) -> None:
 def _single_new_file(folder: Path, pattern: str) -> Path:
     found = sorted(p for p in folder.iterdir() if p.is_file() and fnmatch.fnmatch(p.name, pattern))
     if len(found) != 1:
-        raise FetchError(f"expected one file matching {pattern!r} in {folder}, found {[p.name for p in found]}")
+        raise FetchError(
+            f"expected one file matching {pattern!r} in {folder}, found {[p.name for p in found]}"
+        )
     return found[0]
 
 
@@ -124,7 +126,9 @@ class DebianSource(Source):
         return f"Debian package {self.package}={self.version} (apt-get download)"
 
     def download_into(self, folder: Path) -> Path:
-        _require_client("apt-get", "it comes with Debian/Ubuntu's `apt`; on other systems use the next source")
+        _require_client(
+            "apt-get", "it comes with Debian/Ubuntu's `apt`; on other systems use the next source"
+        )
         try:
             _run_client(["apt-get", "download", f"{self.package}={self.version}"], folder)
         except FetchError as err:
@@ -144,7 +148,9 @@ class NpmSource(Source):
 
     def download_into(self, folder: Path) -> Path:
         _require_client("npm", "install Node.js, e.g. `apt-get install npm` or https://nodejs.org")
-        _run_client(["npm", "pack", f"{self.package}@{self.version}", "--pack-destination", str(folder)], folder)
+        _run_client(
+            ["npm", "pack", f"{self.package}@{self.version}", "--pack-destination", str(folder)], folder
+        )
         return _single_new_file(folder, "*.tgz")
 
 
@@ -167,8 +173,18 @@ class PypiSource(Source):
                 f"`pip` is not available to {sys.executable} (install it: `{sys.executable} -m ensurepip`)"
             )
         binary = ["--no-binary", ":all:"] if self.sdist else ["--only-binary", ":all:"]
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *binary, "--disable-pip-version-check",
-               "-d", str(folder), f"{self.package}=={self.version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            *binary,
+            "--disable-pip-version-check",
+            "-d",
+            str(folder),
+            f"{self.package}=={self.version}",
+        ]
         _run_client(cmd, folder)
         return _single_new_file(folder, "*.tar.gz" if self.sdist else "*.whl")
 
@@ -271,7 +287,9 @@ def fetch_artifact(artifact: Artifact, cache: Path, lock: Lock, *, record_new: b
 
     expected = lock.entries.get(artifact.key, {}).get("sha256")
     if expected is None and not record_new:
-        raise ChecksumError(f"{artifact.key} has no sha256 in {lock.path}; fetch with recording allowed first")
+        raise ChecksumError(
+            f"{artifact.key} has no sha256 in {lock.path}; fetch with recording allowed first"
+        )
     failures: list[str] = []
     for i, source in enumerate(artifact.sources):
         nxt = artifact.sources[i + 1].describe() if i + 1 < len(artifact.sources) else None
@@ -289,18 +307,26 @@ def fetch_artifact(artifact: Artifact, cache: Path, lock: Lock, *, record_new: b
             if expected is not None and actual != expected:
                 aside = final.with_name(final.name + f".source{i}.corrupt")
                 os.replace(got, aside)
-                msg = (f"{source.describe()}: sha256 {actual} does not match the lock ({expected}); "
-                       f"moved aside to {aside}")
+                msg = (
+                    f"{source.describe()}: sha256 {actual} does not match the lock ({expected}); "
+                    f"moved aside to {aside}"
+                )
                 _log(msg)
                 failures.append(msg)
                 continue
             os.replace(got, final)  # same file system: atomic
         if expected is None:
-            lock.entries[artifact.key] = {"file": artifact.filename, "sha256": actual,
-                                          "size": final.stat().st_size, "source": source.describe()}
+            lock.entries[artifact.key] = {
+                "file": artifact.filename,
+                "sha256": actual,
+                "size": final.stat().st_size,
+                "source": source.describe(),
+            }
             lock.save()
-            _log(f"WARNING: no pinned checksum for {artifact.key}; recorded sha256 {actual} in {lock.path} "
-                 "on first fetch. Check it against the publisher's and commit the lock file.")
+            _log(
+                f"WARNING: no pinned checksum for {artifact.key}; recorded sha256 {actual} in {lock.path} "
+                "on first fetch. Check it against the publisher's and commit the lock file."
+            )
         return final
     raise FetchError(f"could not fetch {artifact.key}; every source failed:\n  - " + "\n  - ".join(failures))
 
@@ -329,8 +355,11 @@ def _ar_members(path: Path):
 
 
 def _extract_tar(tar: tarfile.TarFile, members: tuple[str, ...], dest: Path) -> int:
-    wanted = [m for m in tar.getmembers()
-              if m.isfile() and any(fnmatch.fnmatch(m.name.lstrip("./"), pat) for pat in members)]
+    wanted = [
+        m
+        for m in tar.getmembers()
+        if m.isfile() and any(fnmatch.fnmatch(m.name.lstrip("./"), pat) for pat in members)
+    ]
     for m in wanted:
         m.name = m.name.lstrip("./")
     tar.extractall(dest, members=wanted, filter="data")

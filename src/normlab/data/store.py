@@ -38,7 +38,7 @@ class TokenSequences:
         return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.ids[self.offsets[i]: self.offsets[i + 1]]
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
 
     @property
     def lengths(self) -> np.ndarray:
@@ -99,8 +99,13 @@ class DatasetSplit:
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
 
 
-def write_prepared(folder: Path, meta: dict, card: dict, arrays: dict[str, dict[str, np.ndarray]],
-                   tokenizer: Tokenizer | None) -> None:
+def write_prepared(
+    folder: Path,
+    meta: dict,
+    card: dict,
+    arrays: dict[str, dict[str, np.ndarray]],
+    tokenizer: Tokenizer | None,
+) -> None:
     """Write everything to a temporary sibling folder, then swap it in (never half-written)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
@@ -153,13 +158,20 @@ def load_split(folder: Path, name: str, split: str, *, mmap: bool = True) -> Dat
     tags = arr("tags")
     tok_path = folder / "tokenizer.json"
     return DatasetSplit(
-        name=name, split=split, family=meta["family"], vocab_size=meta.get("vocab_size", 0),
-        pad_id=meta.get("pad_id", 0), unk_id=meta.get("unk_id"), bos_id=meta.get("bos_id"),
-        eos_id=meta.get("eos_id"), label_names=tuple(meta.get("label_names", ())),
+        name=name,
+        split=split,
+        family=meta["family"],
+        vocab_size=meta.get("vocab_size", 0),
+        pad_id=meta.get("pad_id", 0),
+        unk_id=meta.get("unk_id"),
+        bos_id=meta.get("bos_id"),
+        eos_id=meta.get("eos_id"),
+        label_names=tuple(meta.get("label_names", ())),
         tokens=TokenSequences(tokens, offsets) if tokens is not None else None,
         target=TokenSequences(target, arr("target_offsets")) if target is not None else None,
         tags=TokenSequences(tags, offsets) if tags is not None else None,
-        labels=arr("labels"), images=arr("images"),
+        labels=arr("labels"),
+        images=arr("images"),
         tokenizer=Tokenizer.from_file(str(tok_path)) if tok_path.exists() else None,
         meta=meta,
     )

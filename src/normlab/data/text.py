@@ -24,14 +24,25 @@ def train_bpe(texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2) 
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=SEQ2SEQ_SPECIALS, show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SEQ2SEQ_SPECIALS,
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
 
 
-def train_word_level(texts: Iterable[str], *, specials: Sequence[str], vocab_size: int | None = None,
-                     min_frequency: int = 1, lowercase: bool = False, split_punctuation: bool = False) -> Tokenizer:
+def train_word_level(
+    texts: Iterable[str],
+    *,
+    specials: Sequence[str],
+    vocab_size: int | None = None,
+    min_frequency: int = 1,
+    lowercase: bool = False,
+    split_punctuation: bool = False,
+) -> Tokenizer:
     """Word-level vocabulary: the `vocab_size` most frequent words of the training split (ties broken
     alphabetically by the trainer), everything else -> <unk>.  `split_punctuation`: split raw text
     into runs of word characters and of punctuation (for classification); otherwise split on
@@ -40,14 +51,23 @@ def train_word_level(texts: Iterable[str], *, specials: Sequence[str], vocab_siz
     if lowercase:
         tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace() if split_punctuation else pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size or 10**9, min_frequency=min_frequency,
-                                        special_tokens=list(specials), show_progress=False)
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size or 10**9,
+        min_frequency=min_frequency,
+        special_tokens=list(specials),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
 
 
-def encode_flat(tok: Tokenizer, texts: list[str] | list[list[str]], *, pretokenized: bool = False,
-                append: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def encode_flat(
+    tok: Tokenizer,
+    texts: list[str] | list[list[str]],
+    *,
+    pretokenized: bool = False,
+    append: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode a list of texts into one flat int32 id array plus int64 offsets (len n+1).
     `append`: an id added after every sequence (LM <eos>)."""
     encodings = tok.encode_batch(texts, is_pretokenized=pretokenized, add_special_tokens=False)
@@ -64,8 +84,9 @@ def encode_flat(tok: Tokenizer, texts: list[str] | list[list[str]], *, pretokeni
 def flat_labels(sequences: list[list[str]], label_names: Sequence[str]) -> np.ndarray:
     """Tag sequences -> one flat int16 array of label ids (aligned with `encode_flat` tokens)."""
     index = {name: i for i, name in enumerate(label_names)}
-    return np.fromiter((index[t] for seq in sequences for t in seq), dtype=np.int16,
-                       count=sum(len(s) for s in sequences))
+    return np.fromiter(
+        (index[t] for seq in sequences for t in seq), dtype=np.int16, count=sum(len(s) for s in sequences)
+    )
 
 
 # --------------------------------------------------------------------------------------------- splits
