@@ -17,6 +17,7 @@ Guarantees:
 from __future__ import annotations
 
 import fnmatch
+import http.client
 import hashlib
 import json
 import os
@@ -204,7 +205,12 @@ class UrlSource(Source):
         try:
             with urllib.request.urlopen(self.url, timeout=60) as response, open(target, "wb") as out:
                 shutil.copyfileobj(response, out, length=1 << 20)
-        except OSError as err:  # URLError, HTTPError and socket errors all derive from OSError
+                promised = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+            got = target.stat().st_size
+            if promised is not None and got != int(promised):
+                raise FetchError(f"download of {self.url} was cut off: {got} of {promised} bytes")
+        except (OSError, http.client.HTTPException) as err:  # URLError/HTTPError are OSErrors; a cut-off
+            # body raises http.client.IncompleteRead
             raise FetchError(f"download of {self.url} failed: {err}") from err
         return target
 
