@@ -8,8 +8,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
+
+# the format writers (datafmt.py) sit next to the tests; make them importable under rootdir import mode
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @functools.cache
