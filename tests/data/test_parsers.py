@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from datafmt import write_cifar_bin, write_idx, write_sword_module
 
 from normlab.data import parsers as P
 from normlab.data.sources import ParseError
-
-from datafmt import write_cifar_bin, write_idx, write_sword_module
 
 
 def test_idx_roundtrip_and_truncation(tmp_path):
@@ -33,12 +32,19 @@ def test_cifar10_binary_records(tmp_path):
 
 
 def test_sword_ztext_slots_and_osis_cleaning(tmp_path):
-    ot = ['<title type="chapter">CHAPTER 1</title><w lemma="strong:H07225">In the beginning</w> God created',
-          "", "\u00b6 And the earth was <note>Or, empty</note>without form &amp; void."]
+    ot = [
+        '<title type="chapter">CHAPTER 1</title><w lemma="strong:H07225">In the beginning</w> God created',
+        "",
+        "\u00b6 And the earth was <note>Or, empty</note>without form &amp; void.",
+    ]
     write_sword_module(tmp_path / "mod", {"ot": ot, "nt": ["Jesus wept."]})
     slots = P.read_sword_ztext(tmp_path / "mod")
-    assert [P.clean_osis(s) for s in slots] == ["In the beginning God created", "",
-                                               "And the earth was without form & void.", "Jesus wept."]
+    assert [P.clean_osis(s) for s in slots] == [
+        "In the beginning God created",
+        "",
+        "And the earth was without form & void.",
+        "Jesus wept.",
+    ]
 
 
 def test_sword_ztext_bad_index_names_file(tmp_path):
@@ -51,8 +57,10 @@ def test_sword_ztext_bad_index_names_file(tmp_path):
 def test_brown_file_and_malformed_line(tmp_path):
     f = tmp_path / "ca01"
     f.write_text("\n\n\tThe/at Fulton/np-tl jury/nn said/vbd ./.\n\n\tIt/pps 's/bez ok/jj\n")
-    assert P.read_brown_file(f) == [[("The", "at"), ("Fulton", "np-tl"), ("jury", "nn"), ("said", "vbd"),
-                                     (".", ".")], [("It", "pps"), ("'s", "bez"), ("ok", "jj")]]
+    assert P.read_brown_file(f) == [
+        [("The", "at"), ("Fulton", "np-tl"), ("jury", "nn"), ("said", "vbd"), (".", ".")],
+        [("It", "pps"), ("'s", "bez"), ("ok", "jj")],
+    ]
     f.write_text("\tThe/at jury/nn\n\n\tbroken token/nn\n")
     with pytest.raises(ParseError, match=r"ca01:3: token 'broken' is not of the form word/tag"):
         P.read_brown_file(f)
@@ -61,15 +69,30 @@ def test_brown_file_and_malformed_line(tmp_path):
 def test_conll_wnut_conll2003_resume_formats(tmp_path):
     wnut = tmp_path / "ner.txt"
     wnut.write_text("@paulwalk\tO\nIt\tO\nLondon\tB-geo-loc\n\nhi\tO\n")
-    assert P.read_conll(wnut, columns=2, sep="\t") == [(["@paulwalk", "It", "London"], ["O", "O", "B-geo-loc"]),
-                                                       (["hi"], ["O"])]
+    assert P.read_conll(wnut, columns=2, sep="\t") == [
+        (["@paulwalk", "It", "London"], ["O", "O", "B-geo-loc"]),
+        (["hi"], ["O"]),
+    ]
     conll = tmp_path / "train.txt"
-    conll.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP I-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP I-MISC\n\n")
+    conll.write_text(
+        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP I-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP I-MISC\n\n"
+    )
     sents = P.read_conll(conll, columns=4)
     assert sents == [(["EU", "rejects", "German"], ["I-ORG", "O", "I-MISC"])]
-    assert P.iob1_to_bio(["I-ORG", "I-ORG", "B-ORG", "O", "I-PER"]) == ["B-ORG", "I-ORG", "B-ORG", "O", "B-PER"]
-    assert P.bmes_to_bio(["B-NAME", "M-NAME", "E-NAME", "O", "S-ORG"]) == ["B-NAME", "I-NAME", "I-NAME", "O",
-                                                                           "B-ORG"]
+    assert P.iob1_to_bio(["I-ORG", "I-ORG", "B-ORG", "O", "I-PER"]) == [
+        "B-ORG",
+        "I-ORG",
+        "B-ORG",
+        "O",
+        "B-PER",
+    ]
+    assert P.bmes_to_bio(["B-NAME", "M-NAME", "E-NAME", "O", "S-ORG"]) == [
+        "B-NAME",
+        "I-NAME",
+        "I-NAME",
+        "O",
+        "B-ORG",
+    ]
     conll.write_text("EU NNP B-NP I-ORG\nrejects VBZ O\n")
     with pytest.raises(ParseError, match=r"train.txt:2: expected 4 columns, got 3"):
         P.read_conll(conll, columns=4)
@@ -84,7 +107,9 @@ def test_label_text_csv_pang_lee_yelp_dbpedia(tmp_path):
     yelp = tmp_path / "train.csv"
     yelp.write_text('"1","Bad.\\nVery bad."\n"2","Good ""food"""\n')  # quotes doubled, \\n literal
     assert P.read_label_text_csv(yelp, encoding="utf-8", backslash_newlines=True) == [
-        ("1", "Bad. Very bad."), ("2", 'Good "food"')]
+        ("1", "Bad. Very bad."),
+        ("2", 'Good "food"'),
+    ]
     db = tmp_path / "db.csv"
     db.write_text('1,"E. D. Abbott Ltd"," Abbott of Farnham"\n2,"only title"\n')
     with pytest.raises(ParseError, match=r"db.csv:2: expected at least 3 columns"):
@@ -93,8 +118,10 @@ def test_label_text_csv_pang_lee_yelp_dbpedia(tmp_path):
 
 def test_email_and_non_email(tmp_path):
     msg = tmp_path / "00001.txt"
-    msg.write_text("From: a@b.c\nSubject: Win money\nContent-Type: multipart/alternative; boundary=XX\n\n"
-                   "--XX\nContent-Type: text/plain\n\nClick now\n--XX\nContent-Type: text/html\n\n<b>x</b>\n--XX--\n")
+    msg.write_text(
+        "From: a@b.c\nSubject: Win money\nContent-Type: multipart/alternative; boundary=XX\n\n"
+        "--XX\nContent-Type: text/plain\n\nClick now\n--XX\nContent-Type: text/html\n\n<b>x</b>\n--XX--\n"
+    )
     assert P.read_email_text(msg) == "Win money Click now"
     junk = tmp_path / "00002.txt"
     junk.write_text("no header here at all\n")
@@ -110,7 +137,9 @@ def test_iwslt_tags_xml_and_sgm(tmp_path):
     with pytest.raises(ParseError, match=r"train.tags.de-en.de:1: unterminated"):
         P.read_iwslt_train_tags(tags)
     xml = tmp_path / "IWSLT14.TED.dev2010.de-en.de.xml"
-    xml.write_text('<mteval>\n<doc docid="1">\n<seg id="1"> Guten Tag &amp; so </seg>\n<seg id="2">Ja</seg>\n')
+    xml.write_text(
+        '<mteval>\n<doc docid="1">\n<seg id="1"> Guten Tag &amp; so </seg>\n<seg id="2">Ja</seg>\n'
+    )
     assert P.read_seg_file(xml) == ["Guten Tag & so", "Ja"]
     xml.write_text('<seg id="1"> never closed\n')
     with pytest.raises(ParseError, match=r"de.xml:1: a <seg> without"):
@@ -127,7 +156,11 @@ def test_parallel_lines_must_align(tmp_path):
 def test_lm_lines_and_bad_encoding(tmp_path):
     ptb = tmp_path / "ptb.train.txt"
     ptb.write_text(" aer banknote berlitz \n\n = Title = \n the <unk> N years\n")
-    assert P.read_lm_lines(ptb) == [["aer", "banknote", "berlitz"], ["=", "Title", "="], ["the", "<unk>", "N", "years"]]
+    assert P.read_lm_lines(ptb) == [
+        ["aer", "banknote", "berlitz"],
+        ["=", "Title", "="],
+        ["the", "<unk>", "N", "years"],
+    ]
     ptb.write_bytes(b"fine line\nbad \xff byte\n")
     with pytest.raises(ParseError, match=r"ptb.train.txt:2: not valid utf-8"):
         P.read_lm_lines(ptb)

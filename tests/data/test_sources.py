@@ -79,7 +79,10 @@ def test_unpinned_artifact_is_recorded_on_first_fetch_only_when_allowed(tmp_path
     with pytest.raises(ChecksumError, match="no sha256"):
         fetch_artifact(artifact_for(origin), cache, lock, record_new=False)
     fetch_artifact(artifact_for(origin), cache, lock)
-    assert Lock.load(tmp_path / "lock.json").entries["test:data"]["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert (
+        Lock.load(tmp_path / "lock.json").entries["test:data"]["sha256"]
+        == hashlib.sha256(PAYLOAD).hexdigest()
+    )
     assert "commit the lock file" in capsys.readouterr().err
 
 
@@ -147,8 +150,11 @@ def _tar_bytes(files: dict[str, bytes], mode: str = "w:xz") -> bytes:
 
 def write_deb(path: Path, files: dict[str, bytes]) -> None:
     """A Debian package in its real layout: an `ar` archive of debian-binary, control and data tars."""
-    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", _tar_bytes({"./control": b"Package: x\n"})),
-               ("data.tar.xz", _tar_bytes(files))]
+    members = [
+        ("debian-binary", b"2.0\n"),
+        ("control.tar.xz", _tar_bytes({"./control": b"Package: x\n"})),
+        ("data.tar.xz", _tar_bytes(files)),
+    ]
     out = bytearray(b"!<arch>\n")
     for name, data in members:
         out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()

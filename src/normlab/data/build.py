@@ -76,9 +76,8 @@ def build_translation(parsed: Parsed, opts: dict):
             "target_words": len(words[1]),
             "source_subwords": int(src_ids.size),
             "target_subwords": int(tgt_ids.size),
-            "pairs_at_most_50_words": sum(
-                1 for p in pairs if max(len(p[0].split()), len(p[1].split())) <= 50
-            ),
+            "pairs_at_most_50_words": sum(max(len(a.split()), len(b.split())) <= 50 for a, b in pairs),
+            "targets_at_most_50_words": sum(len(b.split()) <= 50 for _, b in pairs),
             # word-level OOV: share of running words never seen in training (BPE itself has ~no <unk>)
             "source_word_oov_rate": round(
                 sum(w not in train_words[0] for w in words[0]) / max(len(words[0]), 1), 6

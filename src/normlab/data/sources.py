@@ -17,8 +17,8 @@ Guarantees:
 from __future__ import annotations
 
 import fnmatch
-import http.client
 import hashlib
+import http.client
 import json
 import os
 import shutil
