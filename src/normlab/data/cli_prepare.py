@@ -1,0 +1,41 @@
+"""`normlab prepare NAME...`: fetch if needed, then build the prepared arrays and the data card.
+`normlab prepare --cards [--out paper_tables/datasets.md]` gathers the cards into one table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli_fetch import add_common, print_list, selected
+from .sources import DataError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild even if an up-to-date preparation exists"
+    )
+    parser.add_argument(
+        "--cards",
+        action="store_true",
+        help="after preparing (or alone, with no NAME), write the datasets table",
+    )
+    parser.add_argument("--out", default="paper_tables/datasets.md", help="where --cards writes the table")
+
+
+def run(args) -> int:
+    from .cards import write_datasets_md
+    from .pipeline import prepare
+
+    if args.list:
+        return print_list()
+    try:
+        if args.names or args.all_defaults or not args.cards:
+            for name in selected(args):
+                prepare(name, args.cache, force=args.force)
+        if args.cards:
+            print(f"wrote {write_datasets_md(args.out, args.cache)}")
+    except (DataError, KeyError, ValueError) as err:
+        print(f"normlab prepare: error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,164 @@
+"""prepare -> load through the whole pipeline on a tiny dataset served from a local file URL:
+determinism, memory-mapped loading, detokenisation, rebuild on change, the CLI and the cards table."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import time
+
+import numpy as np
+import pytest
+from datafmt import write_sword_module
+
+from normlab.cli import main
+from normlab.data import card, load, prepare, registry
+from normlab.data.cards import datasets_markdown
+from normlab.data.sources import Artifact, Lock, UrlSource
+from normlab.data.store import TokenSequences
+
+SPANISH = [
+    "En el principio creó Dios los cielos y la tierra .",
+    "Y la tierra estaba desordenada y vacía .",
+    "Y dijo Dios : Sea la luz : y fué la luz .",
+    "Y vió Dios que la luz era buena .",
+]
+ENGLISH = [
+    "In the beginning God created the heaven and the earth .",
+    "And the earth was without form , and void .",
+    "And God said , Let there be light : and there was light .",
+    "And God saw the light , that it was good .",
+]
+
+
+@pytest.fixture
+def tiny_bible(tmp_path, monkeypatch):
+    """A `tiny_bible` dataset: two SWORD modules in one .tgz served by a file:// URL, parsed by the
+    real Bible parser; 40 verse pairs."""
+    src = tmp_path / "src"
+    write_sword_module(src / "es", {"ot": SPANISH * 5, "nt": SPANISH * 5})
+    write_sword_module(src / "en", {"ot": ENGLISH * 5, "nt": ENGLISH * 5})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(src, arcname="mods")
+    archive = tmp_path / "mods.tgz"
+    archive.write_bytes(buf.getvalue())
+    art = Artifact(
+        key="test:tiny-bible",
+        filename="mods.tgz",
+        sources=(UrlSource(archive.as_uri()),),
+        members=("mods/*",),
+    )
+
+    def parse(paths):
+        pairs, counts = registry.bible_pairs(paths[art.key] / "mods/es", paths[art.key] / "mods/en")
+        return registry.Parsed(
+            splits={"train": pairs[:30], "valid": pairs[30:35], "test": pairs[35:]}, raw_counts=counts
+        )
+
+    spec = registry.DatasetSpec(
+        "tiny_bible",
+        "translation",
+        "tiny",
+        (art,),
+        parse,
+        license="public domain",
+        splits="first 30/5/5",
+        preprocessing="joint BPE",
+        stands_for="test",
+        options={"bpe_vocab_size": 120},
+    )
+    monkeypatch.setitem(registry.DATASETS, "tiny_bible", spec)
+    lock = Lock(path=tmp_path / "lock.json")
+    lock.entries[art.key] = {"file": art.filename, "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+    return lock
+
+
+def test_prepare_load_roundtrip(tmp_path, tiny_bible):
+    folder = prepare("tiny_bible", tmp_path / "c1", lock=tiny_bible, quiet=True)
+    train = load("tiny_bible", "train", cache=tmp_path / "c1")
+    assert isinstance(train.tokens.ids, np.memmap) and train.tokens.ids.dtype == np.int32
+    assert len(train) == 30 and len(train.target) == 30
+    assert train.decode(train.tokens[0]) == SPANISH[0] and train.decode(train.target[3]) == ENGLISH[3]
+    assert (train.pad_id, train.unk_id, train.bos_id, train.eos_id) == (0, 1, 2, 3)
+    c = card("tiny_bible", tmp_path / "c1")
+    assert c["raw_counts"]["verse_pairs"] == 40 and c["splits"]["valid"]["examples"] == 5
+    assert c["sources"][0]["sha256"] == tiny_bible.entries["test:tiny-bible"]["sha256"]
+    assert (folder / "tokenizer.json").exists()
+    with pytest.raises(KeyError, match="not 'dev'"):
+        load("tiny_bible", "dev", cache=tmp_path / "c1")
+
+
+def test_preparation_is_deterministic(tmp_path, tiny_bible):
+    for cache in ("c1", "c2"):
+        prepare("tiny_bible", tmp_path / cache, lock=tiny_bible, quiet=True)
+    for split in ("train", "valid", "test"):
+        for name in ("tokens", "offsets", "target", "target_offsets"):
+            a, b = (
+                np.load(tmp_path / c / "prepared/tiny_bible" / split / f"{name}.npy") for c in ("c1", "c2")
+            )
+            assert np.array_equal(a, b)
+    assert (tmp_path / "c1/prepared/tiny_bible/tokenizer.json").read_text() == (
+        tmp_path / "c2/prepared/tiny_bible/tokenizer.json"
+    ).read_text()
+
+
+def test_up_to_date_preparation_is_reused_and_options_change_rebuilds(tmp_path, tiny_bible, monkeypatch):
+    cache = tmp_path / "c"
+    prepare("tiny_bible", cache, lock=tiny_bible, quiet=True)
+    meta = cache / "prepared/tiny_bible/meta.json"
+    stamp = meta.stat().st_mtime_ns
+    prepare("tiny_bible", cache, lock=tiny_bible, quiet=True)
+    assert meta.stat().st_mtime_ns == stamp
+    spec = registry.DATASETS["tiny_bible"]
+    monkeypatch.setitem(
+        registry.DATASETS,
+        "tiny_bible",
+        registry.DatasetSpec(**{**spec.__dict__, "options": {"bpe_vocab_size": 100}}),
+    )
+    prepare("tiny_bible", cache, lock=tiny_bible, quiet=True)
+    assert load("tiny_bible", "train", cache=cache).vocab_size <= 100
+
+
+def test_load_before_prepare_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run `normlab prepare rt_polarity`"):
+        load("rt_polarity", "train", cache=tmp_path)
+
+
+def test_padded_batch_is_vectorised_and_correct():
+    seqs = TokenSequences(np.array([5, 6, 7, 8, 9, 10], np.int32), np.array([0, 3, 3, 6], np.int64))
+    assert seqs.padded(np.array([2, 0, 1]), pad_id=0).tolist() == [[8, 9, 10], [5, 6, 7], [0, 0, 0]]
+    assert seqs.padded(np.array([0]), pad_id=-1, max_len=2).tolist() == [[5, 6]]
+    assert seqs.lengths.tolist() == [3, 0, 3]
+
+
+def test_loading_a_large_prepared_split_takes_well_under_a_second(tmp_path):
+    from normlab.data.store import write_prepared
+
+    n = 200_000
+    offsets = np.arange(n + 1, dtype=np.int64) * 25
+    write_prepared(
+        tmp_path / "big",
+        {"family": "lm", "splits": ["train"], "vocab_size": 10000},
+        {},
+        {"train": {"tokens": np.ones(offsets[-1], np.int32), "offsets": offsets}},
+        None,
+    )
+    from normlab.data.store import load_split
+
+    t0 = time.perf_counter()
+    split = load_split(tmp_path / "big", "big", "train")
+    assert len(split) == n and time.perf_counter() - t0 < 1.0
+
+
+def test_cli_prepare_and_cards(tmp_path, tiny_bible, monkeypatch, capsys):
+    monkeypatch.setattr(Lock, "load", classmethod(lambda cls, path=None: tiny_bible))
+    assert main(["prepare", "tiny_bible", "--cache", str(tmp_path / "c")]) == 0
+    out = tmp_path / "datasets.md"
+    assert main(["prepare", "--cards", "--cache", str(tmp_path / "c"), "--out", str(out)]) == 0
+    table = out.read_text()
+    assert "| `tiny_bible` | translation |" in table and "verse_pairs 40" in table
+    assert "Declared but not prepared in this cache: `fashion_mnist`" in datasets_markdown(tmp_path / "c")
+    assert main(["fetch", "no_such_dataset", "--cache", str(tmp_path / "c")]) == 1
+    assert "unknown dataset 'no_such_dataset'" in capsys.readouterr().err
