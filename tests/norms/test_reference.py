@@ -130,3 +130,18 @@ def test_batch_statistics_inference_uses_the_batch_and_updates_nothing():
             mu, var = x.mean((0, 1)), x.var((0, 1), unbiased=False)
             torch.testing.assert_close(y_batch, (x - mu) / var.clamp_min(1e-5).sqrt(), rtol=1e-4, atol=1e-5)
         assert not torch.allclose(y_batch, norm(x)), f"{name}: batch and population statistics agree?"
+
+
+def test_batch_statistics_stay_float32_under_bf16_autocast():
+    x, pad = torch.randn(8, 16, 32) * 3 + 5, random_padding(8, 16)
+    for name in ("bn", "rbn", "pn_vanilla", "powernorm"):
+        plain, mixed = build_norm(name, 32), build_norm(name, 32)
+        plain(x, pad)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = mixed(x.bfloat16(), pad)
+        assert mixed.batch_var.dtype == torch.float32 and y.dtype == torch.float32
+        # the only difference left is the bf16 rounding of the input itself (~0.4 %), not the sums
+        torch.testing.assert_close(mixed.batch_var, plain.batch_var, rtol=1e-2, atol=1e-3)
+        if mixed.batch_mean is not None:
+            exact = x.bfloat16().float()[~pad].mean(0)
+            torch.testing.assert_close(mixed.batch_mean, exact, rtol=1e-5, atol=1e-5)

@@ -43,6 +43,12 @@ class _BatchNormWithBatchStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, pad_mask, eps, clamp, sync):
+        # autocast would run the matrix-vector sums in bf16: the statistics stay in float32
+        with torch.autocast(x.device.type, enabled=False):
+            return _BatchNormWithBatchStats._forward(ctx, x, weight, bias, pad_mask, eps, clamp, sync)
+
+    @staticmethod
+    def _forward(ctx, x, weight, bias, pad_mask, eps, clamp, sync):
         shape, channels = x.shape, x.shape[-1]
         x2 = as_stat_dtype(x).reshape(-1, channels)
         # Channel sums as plain sum(0), or a BLAS matrix-vector product with the 0/1 keep vector: on CPU

@@ -35,7 +35,7 @@ from .base import BatchStatNorm, as_stat_dtype, distributed_world, masked_channe
 def group_scaling(x: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:
     """Divide each token by the RMS of its features within each of ``groups`` equal groups."""
     b, t, c = x.shape
-    xg = x.reshape(b, t, groups, c // groups)
+    xg = as_stat_dtype(x).reshape(b, t, groups, c // groups)
     rms = (xg.square().mean(dim=-1, keepdim=True) + eps).sqrt()
     return (xg / rms).reshape(b, t, c)
 
