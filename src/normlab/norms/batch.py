@@ -61,7 +61,7 @@ class _BatchNormWithBatchStats(torch.autograd.Function):
             sum_x, sum_sq = x2.sum(dim=0), y.sum(dim=0)
             count = x2.new_tensor(float(x2.shape[0]))
         else:
-            sum_x, sum_sq = torch.mv(x2.t(), keep), torch.mv(y.t(), keep)
+            sum_x, sum_sq = torch.matmul(keep, x2), torch.matmul(keep, y)
             count = keep.sum()
         synced = sync and distributed_world()
         if synced:
