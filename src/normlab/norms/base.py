@@ -84,7 +84,8 @@ def masked_channel_sums(
 class BatchStatNorm(Norm):
     """Base for norms that use batch statistics in training and running (population) ones at inference.
 
-    Subclasses keep, after each training forward, detached copies of the batch statistics in
+    Subclasses keep, after each forward that used batch statistics (every training forward, and
+    eval forwards under ``eval_with_batch_stats``), detached copies of the batch statistics in
     ``batch_mean`` (None for norms without centring) and ``batch_var`` (the quantity whose square root
     divides: the variance for BN, the quadratic mean for PowerNorm), beside their running buffers.
     ``tid_statistics()`` hands both pairs to :mod:`normlab.tid`.

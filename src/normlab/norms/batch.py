@@ -79,9 +79,9 @@ class MaskedBatchNorm(BatchStatNorm):
         self.check_input(x, pad_mask)
         if self.uses_batch_stats():
             mean, var, count = self._batch_moments(x, pad_mask)
+            self.batch_mean, self.batch_var, self.batch_count = mean.detach(), var.detach(), count
             if self.training:
                 self._update_running(mean.detach(), var.detach(), count)
-                self.batch_mean, self.batch_var, self.batch_count = mean.detach(), var.detach(), count
                 self._after_training_statistics(mean, var)
         else:
             mean, var = self.running_mean, self.running_var
@@ -153,15 +153,16 @@ class RegularizedBatchNorm(MaskedBatchNorm):
         self._penalty: torch.Tensor | None = None
 
     def _after_training_statistics(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        running_mean, running_var = self.running_mean.detach(), self.running_var.detach()  # constants
         term = mean.new_zeros(())
         if self.penalty_mean:
-            term = term + self.penalty_mean * (self.running_mean - mean).square().sum()
+            term = term + self.penalty_mean * (running_mean - mean).square().sum()
         if self.penalty_var:
             if self.penalty_type == "diff":
-                term = term + self.penalty_var * (self.running_var - var).abs().sum()
+                term = term + self.penalty_var * (running_var - var).abs().sum()
             else:
                 sigma_b = var.clamp_min(self.eps).sqrt()
-                sigma_run = self.running_var.clamp_min(self.eps).sqrt()
+                sigma_run = running_var.clamp_min(self.eps).sqrt()
                 term = term + self.penalty_var * (sigma_run - sigma_b).square().sum()
         self._penalty = term
 

@@ -113,6 +113,7 @@ class PowerNorm(BatchStatNorm):
             _, sum_sq, count = masked_channel_sums(x, pad_mask, first_moment=False, sync=self.sync)
             phi_batch = sum_sq / count
         batch_rms = (phi_batch + self.eps).sqrt()
+        self.batch_var = phi_batch
         if not self.training:  # eval with batch statistics: exact normalisation, no update
             return torch.addcmul(self.bias, x / batch_rms, self.weight)
         self._iters += 1
@@ -127,7 +128,6 @@ class PowerNorm(BatchStatNorm):
             if step < self.warmup_iters:
                 self.running_phi.mul_((step - 1) / step).add_(phi_batch / step)
             self.running_phi.lerp_(phi_batch, 1.0 - self.alpha_fwd)
-        self.batch_var = phi_batch
         return y
 
     def tid_statistics(self) -> dict[str, torch.Tensor | None]:
@@ -162,10 +162,10 @@ class PowerNormVanilla(BatchStatNorm):
         if self.uses_batch_stats():
             _, sum_sq, count = masked_channel_sums(x, pad_mask, first_moment=False, sync=self.sync)
             phi = sum_sq / count
+            self.batch_var = phi.detach()
             if self.training:
                 with torch.no_grad():
                     self.running_phi.lerp_(phi.detach(), self.momentum)
-                self.batch_var = phi.detach()
         else:
             phi = self.running_phi
         return torch.addcmul(self.bias, x, (phi + self.eps).rsqrt() * self.weight)
