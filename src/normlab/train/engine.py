@@ -142,13 +142,19 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def train(
-    config: dict | str | Path, out_dir: str | Path, resume: bool = False, task: TaskData | None = None
+    config: dict | str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    task: TaskData | None = None,
+    stop_at_step: int | None = None,
 ) -> dict:
     """Run one training job; returns the ``final.json`` record.
 
     ``config``: a run-config dict or a YAML path (validated before anything runs).  ``task``: a
     ready ``TaskData`` instead of ``config['data']`` (in-memory data, e.g. in tests).  An output folder
     with files is an error unless ``resume``; resuming a finished run returns its ``final.json``.
+    ``stop_at_step``: return after that step without a checkpoint or ``final.json``, exactly as if the
+    process had been killed there (returns ``{"status": "interrupted", ...}``); for pre-emption tests.
     """
     cfg = config_mod.load(config) if isinstance(config, str | Path) else config_mod.validate(config)
     out = Path(out_dir)
@@ -172,7 +178,7 @@ def train(
     )
     world = Distributed(device_kind)
     try:
-        return _Run(cfg, out, resume, task, world).run()
+        return _Run(cfg, out, resume, task, world).run(stop_at_step)
     finally:
         world.close()
 
@@ -296,7 +302,7 @@ class _Run:
 
         return OnlineTIDRecorder(self.model)
 
-    def run(self) -> dict:
+    def run(self, stop_at_step: int | None = None) -> dict:
         max_steps, log_every = self.tcfg["max_steps"], self.tcfg["log_every"]
         smoothing = self.ocfg["label_smoothing"]
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -365,6 +371,9 @@ class _Run:
             if self.tcfg["checkpoint_every"] and self.step % self.tcfg["checkpoint_every"] == 0:
                 self._save()
             window_start = time.perf_counter()
+            if stop_at_step is not None and self.step >= stop_at_step:
+                bar.close()
+                return {"status": "interrupted", "steps": self.step}
         bar.close()
         return self._finish(status, diverged_at)
 
