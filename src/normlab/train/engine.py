@@ -17,6 +17,7 @@ Multi-process runs start with ``torchrun``; rank 0 writes every file.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import resource
@@ -122,16 +123,15 @@ def check_output_dir(out: Path, resume: bool) -> None:
 
 
 def versions() -> dict:
-    import sacrebleu
-    import seqeval
+    from importlib.metadata import version
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "normlab": normlab.__version__,
-        "sacrebleu": sacrebleu.__version__,
-        "seqeval": getattr(seqeval, "__version__", "unknown"),
+        "sacrebleu": version("sacrebleu"),
+        "seqeval": version("seqeval"),
     }
 
 
@@ -161,8 +161,6 @@ def train(
     tcfg = cfg["train"]
     check_output_dir(out, resume)
     if resume and (out / "final.json").exists():
-        import json
-
         return json.loads((out / "final.json").read_text())
     if resume and (out / "config.yaml").exists():
         previous = yaml.safe_load((out / "config.yaml").read_text())
