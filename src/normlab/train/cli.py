@@ -1,0 +1,39 @@
+"""``normlab train --config RUN.yaml --out DIR [--resume]``: one training run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_DIVERGED = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="run config (YAML); see docs/models_training.md")
+    parser.add_argument("--out", required=True, help="output folder (must be new or empty unless --resume)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    parser.add_argument(
+        "--fail-on-divergence",
+        action="store_true",
+        help=f"exit {EXIT_DIVERGED} when the run diverges (default: exit 0; final.json says 'diverged')",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .engine import OutputExistsError, train
+
+    try:
+        final = train(args.config, args.out, resume=args.resume)
+    except (ConfigError, OutputExistsError) as err:
+        print(f"normlab train: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"normlab train: {final['status']} after {final['steps']} steps -> {args.out}/final.json",
+        file=sys.stderr,
+    )
+    if final["status"] == "diverged" and args.fail_on_divergence:
+        return EXIT_DIVERGED
+    return 0

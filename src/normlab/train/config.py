@@ -1,0 +1,252 @@
+"""The run config: JSON schema, defaults, and checks that fail before any training starts.
+
+A run config is YAML with the sections ``task``, ``seed``, ``data``, ``model``, ``optim``, ``train``
+and ``eval``; every key is documented in ``docs/models_training.md``.  Unknown keys, wrong types
+and values outside their choices are rejected with the key's dotted path and the valid values.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from normlab.models import ENCODER_DECODER_FAMILIES, ModelOptions
+from normlab.norms import NORMS, build_norm
+from normlab.train.tasks import FAMILIES
+
+
+class ConfigError(ValueError):
+    """A run config that cannot run; the message names the key and the valid values."""
+
+
+def _obj(properties: dict, required: tuple = ()) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "required": list(required),
+    }
+
+
+_INT, _NUM, _BOOL, _STR = {"type": "integer"}, {"type": "number"}, {"type": "boolean"}, {"type": "string"}
+_POS_INT = {"type": "integer", "minimum": 1}
+_NONNEG_INT = {"type": "integer", "minimum": 0}
+_NONNEG = {"type": "number", "minimum": 0}
+_PROB = {"type": "number", "minimum": 0, "maximum": 1}
+_NORM = {"enum": list(NORMS)}
+
+SCHEMA = _obj(
+    {
+        "task": {"enum": list(FAMILIES)},
+        "seed": _INT,
+        "data": _obj(
+            {"source": {"enum": ["synthetic", "normlab"]}, "name": _STR, "options": {"type": "object"}},
+            required=("source",),
+        ),
+        "model": _obj(
+            {
+                "d_model": _POS_INT,
+                "n_heads": _POS_INT,
+                "d_ff": _POS_INT,
+                "n_layers": _POS_INT,
+                "n_decoder_layers": {"type": ["integer", "null"], "minimum": 1},
+                "dropout": _PROB,
+                "attention_dropout": _PROB,
+                "activation_dropout": _PROB,
+                "activation": {"enum": ["relu", "gelu"]},
+                "norm": _NORM,
+                "norm_options": {"type": "object"},
+                "placement": {"enum": ["post", "pre"]},
+                "norm_scope": {"enum": ["all", "encoder"]},
+                "final_norm": {"enum": ["same", *NORMS]},
+                "positions": {"enum": ["sinusoidal", "learned"]},
+                "max_positions": _POS_INT,
+                "pooling": {"enum": ["mean", "first"]},
+                "patch_size": _POS_INT,
+            }
+        ),
+        "optim": _obj(
+            {
+                "lr": {"type": "number", "exclusiveMinimum": 0},
+                "betas": {"type": "array", "items": _PROB, "minItems": 2, "maxItems": 2},
+                "eps": {"type": "number", "exclusiveMinimum": 0},
+                "weight_decay": _NONNEG,
+                "schedule": {"enum": ["inverse_sqrt", "cosine", "constant"]},
+                "warmup_steps": _NONNEG_INT,
+                "warmup_init_lr": _NONNEG,
+                "min_lr": _NONNEG,
+                "clip_norm": _NONNEG,
+                "label_smoothing": {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMaximum": 1},
+            }
+        ),
+        "train": _obj(
+            {
+                "max_steps": _POS_INT,
+                "max_tokens": _POS_INT,
+                "max_sentences": {"type": ["integer", "null"], "minimum": 1},
+                "batch_size": _POS_INT,
+                "log_every": _POS_INT,
+                "eval_every": _NONNEG_INT,
+                "checkpoint_every": _NONNEG_INT,
+                "average_last": _POS_INT,
+                "tid_every": _NONNEG_INT,
+                "tid_probe_batches": _NONNEG_INT,
+                "device": {"enum": ["auto", "cpu", "cuda"]},
+                "precision": {"enum": ["auto", "bf16", "fp32"]},
+                "progress": {"enum": ["auto", "on", "off"]},
+                "threads": {"type": ["integer", "null"], "minimum": 1},
+            }
+        ),
+        "eval": _obj(
+            {
+                "beam": _POS_INT,
+                "lenpen": _NUM,
+                "max_len_a": _NONNEG,
+                "max_len_b": _NONNEG_INT,
+                "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+                "batch_stats": {"enum": ["auto", "always", "never"]},
+                "bleu_tokenize": _STR,
+                "decode_valid": _BOOL,
+            }
+        ),
+    },
+    required=("task", "data"),
+)
+
+DEFAULTS: dict = {
+    "seed": 1,
+    "model": {k: v for k, v in ModelOptions().to_dict().items() if k != "warmup_steps"},
+    "optim": {
+        "lr": 5e-4,
+        "betas": [0.9, 0.98],
+        "eps": 1e-8,
+        "weight_decay": 1e-4,
+        "schedule": "inverse_sqrt",
+        "warmup_steps": 4000,
+        "warmup_init_lr": 0.0,
+        "min_lr": 0.0,
+        "clip_norm": 0.0,
+        "label_smoothing": 0.1,
+    },
+    "train": {
+        "max_steps": 1000,
+        "max_tokens": 4096,
+        "max_sentences": None,
+        "batch_size": 128,
+        "log_every": 50,
+        "eval_every": 0,
+        "checkpoint_every": 0,
+        "average_last": 1,
+        "tid_every": 0,
+        "tid_probe_batches": 0,
+        "device": "auto",
+        "precision": "auto",
+        "progress": "auto",
+        "threads": None,
+    },
+    "eval": {
+        "beam": 5,
+        "lenpen": 1.0,
+        "max_len_a": 1.0,
+        "max_len_b": 50,
+        "max_tokens": None,
+        "batch_stats": "auto",
+        "bleu_tokenize": "13a",
+        "decode_valid": False,
+    },
+}
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where, schema, value = _path(error), error.schema, error.instance
+    if error.validator == "additionalProperties":
+        valid = sorted(schema.get("properties", {}))
+        unknown = sorted(set(value) - set(valid))
+        prefix = f"{where}." if where != "(top level)" else ""
+        return f"unknown key(s) {', '.join(prefix + k for k in unknown)}; valid keys: {', '.join(valid)}"
+    if error.validator == "enum":
+        return f"{where}: {value!r} is not valid; valid values: {', '.join(map(str, error.validator_value))}"
+    if error.validator == "type":
+        return f"{where}: {value!r} has the wrong type; expected {error.validator_value}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    return f"{where}: {error.message}"
+
+
+def _merge(defaults: dict, given: dict) -> dict:
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def validate(config: dict) -> dict:
+    """Check a run config and return it with defaults filled in; raises ConfigError naming the problem."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"a run config is a mapping of sections; got {type(config).__name__}")
+    errors = sorted(
+        jsonschema.Draft202012Validator(SCHEMA).iter_errors(config), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        raise ConfigError("invalid run config: " + "; ".join(_describe(e) for e in errors))
+    cfg = _merge(DEFAULTS, config)
+    _check_semantics(cfg)
+    return cfg
+
+
+def _check_semantics(cfg: dict) -> None:
+    model, family = cfg["model"], cfg["task"]
+    if cfg["data"]["source"] == "normlab" and "name" not in cfg["data"]:
+        raise ConfigError("data.name is required when data.source is 'normlab' (the dataset to load)")
+    if model["norm_scope"] == "encoder" and family not in ENCODER_DECODER_FAMILIES:
+        raise ConfigError(
+            f"model.norm_scope: 'encoder' needs an encoder-decoder model but task {family!r} has one stack; "
+            f"valid values for this task: all"
+        )
+    if model["d_model"] % model["n_heads"]:
+        raise ConfigError(
+            f"model.d_model={model['d_model']} must be a multiple of model.n_heads={model['n_heads']}"
+        )
+    if model["d_model"] % 2:
+        raise ConfigError(f"model.d_model={model['d_model']} must be even (sinusoidal positions)")
+    opts = ModelOptions(**model, warmup_steps=cfg["optim"]["warmup_steps"])
+    for key, spec in (
+        ("model.norm_options", opts.studied_norm()),
+        ("model.final_norm", opts.studied_final_norm()),
+    ):
+        try:  # build once, so a bad option or a norm that cannot take this width fails now
+            build_norm(spec.name, model["d_model"], **spec.options)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{key}: {err}") from None
+    if cfg["train"]["eval_every"] and cfg["train"]["eval_every"] % cfg["train"]["log_every"]:
+        raise ConfigError("train.eval_every must be a multiple of train.log_every")
+    if cfg["train"]["checkpoint_every"] and cfg["train"]["checkpoint_every"] % cfg["train"]["log_every"]:
+        raise ConfigError("train.checkpoint_every must be a multiple of train.log_every")
+
+
+def load(path: str | Path) -> dict:
+    """Read and validate a YAML run config."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"run config {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"run config {path} is not valid YAML: {err}") from None
+    return validate(raw)
+
+
+def config_hash(cfg: dict) -> str:
+    """sha256 of the validated config in canonical JSON (defaults filled in)."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

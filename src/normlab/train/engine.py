@@ -1,0 +1,449 @@
+"""The training engine: ``train(config, out_dir, resume=False)`` runs one training job.
+
+Output folder::
+
+    config.yaml        the validated config (defaults filled in)
+    metrics.jsonl      one record per log interval (train) and per evaluation (valid)
+    tid.jsonl          online TID records (train.tid_every > 0, models with batch-statistics norms)
+    tid_probe.jsonl    offline TID probe at the end (train.tid_probe_batches > 0)
+    checkpoints/       last.pt (full state for --resume) and step_XXXXXXXX.pt (weights, for averaging)
+    final.json         status (completed | diverged), test metrics, steps, wall time, memory, ...
+
+The hot loop keeps the loss on the device; the host reads it only at log intervals, where it also
+checks that the loss is finite (a non-finite loss ends the run with status ``diverged``).
+Multi-process runs start with ``torchrun``; rank 0 writes every file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+import normlab
+from normlab.models import ModelOptions, build_model
+from normlab.norms import batch_stat_norms, batch_stats_inference, regularization_loss
+
+from . import checkpoint as ckpt
+from . import config as config_mod
+from .batching import EpochStream, collate, split_batches
+from .objectives import evaluate, forward, primary_metric, training_loss
+from .schedules import learning_rate
+from .tasks import TaskData, load_task
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+class Distributed:
+    """Rank and world size from torchrun's environment; initialises the process group if needed."""
+
+    def __init__(self, device_kind: str):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.owns_group = False
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+            self.owns_group = True
+        if dist.is_initialized():
+            self.world_size, self.rank = dist.get_world_size(), dist.get_rank()
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.active:
+            dist.barrier()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is True on any rank."""
+        if not self.active:
+            return flag
+        t = torch.tensor([float(flag)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def gather(self, obj):
+        if not self.active:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def close(self):
+        if self.owns_group:
+            dist.destroy_process_group()
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device is 'cuda' but CUDA is not available; use 'auto' or 'cpu'")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on GPU ('auto' or 'bf16'); float32 elsewhere.  Norm statistics stay float32."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    if precision == "bf16":
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def check_output_dir(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not resume:
+        raise OutputExistsError(
+            f"output folder {out} already has files; "
+            "pass --resume to continue that run, or choose a new --out"
+        )
+
+
+def versions() -> dict:
+    from importlib.metadata import version
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "normlab": normlab.__version__,
+        "sacrebleu": version("sacrebleu"),
+        "seqeval": version("seqeval"),
+    }
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train(
+    config: dict | str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    task: TaskData | None = None,
+    stop_at_step: int | None = None,
+) -> dict:
+    """Run one training job; returns the ``final.json`` record.
+
+    ``config``: a run-config dict or a YAML path (validated before anything runs).  ``task``: a
+    ready ``TaskData`` instead of ``config['data']`` (in-memory data, e.g. in tests).  An output folder
+    with files is an error unless ``resume``; resuming a finished run returns its ``final.json``.
+    ``stop_at_step``: return after that step without a checkpoint or ``final.json``, exactly as if the
+    process had been killed there (returns ``{"status": "interrupted", ...}``); for pre-emption tests.
+    """
+    cfg = config_mod.load(config) if isinstance(config, str | Path) else config_mod.validate(config)
+    out = Path(out_dir)
+    tcfg = cfg["train"]
+    check_output_dir(out, resume)
+    if resume and (out / "final.json").exists():
+        return json.loads((out / "final.json").read_text())
+    if resume and (out / "config.yaml").exists():
+        previous = yaml.safe_load((out / "config.yaml").read_text())
+        if config_mod.config_hash(previous) != config_mod.config_hash(cfg):
+            raise config_mod.ConfigError(
+                f"--resume: the config differs from the one {out} was started with ({out / 'config.yaml'}); "
+                "resume with the same config or start a new --out"
+            )
+    device_kind = (
+        "cuda"
+        if tcfg["device"] == "cuda" or (tcfg["device"] == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
+    world = Distributed(device_kind)
+    try:
+        return _Run(cfg, out, resume, task, world).run(stop_at_step)
+    finally:
+        world.close()
+
+
+class _Run:
+    def __init__(self, cfg: dict, out: Path, resume: bool, task: TaskData | None, world: Distributed):
+        self.cfg, self.out, self.world = cfg, out, world
+        self.tcfg, self.ocfg, self.ecfg = cfg["train"], cfg["optim"], cfg["eval"]
+        self.seed = cfg["seed"]
+        if self.tcfg["threads"]:
+            torch.set_num_threads(self.tcfg["threads"])
+        self.device = pick_device(self.tcfg["device"], world.local_rank)
+        self.autocast = autocast_for(self.device, self.tcfg["precision"])
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed)
+        self.task = task if task is not None else load_task(cfg["task"], cfg["data"], self.seed)
+        if self.task.family != cfg["task"]:
+            raise config_mod.ConfigError(
+                f"task: the config says {cfg['task']!r} but the data is {self.task.family!r}"
+            )
+        self.family = self.task.family
+        opts = ModelOptions(**cfg["model"], warmup_steps=self.ocfg["warmup_steps"])
+        self.model = build_model(self.family, opts, **self.task.model_sizes()).to(self.device)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.wrapped = self.model
+        if world.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.model, device_ids=ids)
+        decay = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            decay,
+            lr=self.ocfg["lr"],
+            betas=tuple(self.ocfg["betas"]),
+            eps=self.ocfg["eps"],
+            weight_decay=self.ocfg["weight_decay"],
+        )
+        max_tokens = tcfg_max = self.tcfg["max_tokens"]
+        self.train_batches = split_batches(
+            self.task, "train", max_tokens, self.tcfg["batch_size"], self.seed, self.tcfg["max_sentences"]
+        )
+        eval_tokens = self.ecfg["max_tokens"] or tcfg_max
+        self.eval_batches = {
+            s: split_batches(self.task, s, eval_tokens, self.tcfg["batch_size"], self.seed)
+            for s in ("valid", "test")
+        }
+        # each rank draws its own dropout masks; the seed fixes them all
+        torch.manual_seed(self.seed * 1_000_003 + world.rank)
+        self.stream = EpochStream(self.task, self.train_batches, self.seed, world.rank, world.world_size)
+        self.step, self.elapsed, self.tokens_seen = 0, 0.0, 0
+        self.ckpt_dir = out / "checkpoints"
+        self.has_batch_stats = bool(batch_stat_norms(self.model))
+        world.barrier()  # every rank has checked the folder before rank 0 writes into it
+        if world.main:
+            out.mkdir(parents=True, exist_ok=True)
+            ckpt.atomic_write(
+                out / "config.yaml", lambda f: f.write(yaml.safe_dump(self.cfg, sort_keys=True).encode())
+            )
+        if resume and (self.ckpt_dir / "last.pt").exists():
+            self._restore(ckpt.load(self.ckpt_dir / "last.pt", self.device))
+        elif world.main:
+            for name in ("metrics.jsonl", "tid.jsonl", "tid_probe.jsonl"):
+                (out / name).unlink(missing_ok=True)
+        world.barrier()
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "stream": self.stream.state_dict(),
+            "elapsed": self.elapsed,
+            "tokens_seen": self.tokens_seen,
+            "rng": self.world.gather(ckpt.rng_state()),
+            "config_hash": config_mod.config_hash(self.cfg),
+        }
+
+    def _save(self) -> None:
+        state = self._state()  # every rank takes part in gathering the RNG states
+        if self.world.main:
+            ckpt.save(self.ckpt_dir / "last.pt", state)
+            ckpt.save(
+                self.ckpt_dir / ckpt.STEP_CHECKPOINT.format(self.step),
+                {"model": state["model"], "step": self.step},
+            )
+            ckpt.prune_step_checkpoints(self.ckpt_dir, self.tcfg["average_last"])
+        self.world.barrier()
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed, self.tokens_seen = state["step"], state["elapsed"], state["tokens_seen"]
+        self.stream.load_state_dict(state["stream"])
+        ckpt.set_rng_state(state["rng"][self.world.rank])
+        if self.world.main:
+            for name in ("metrics.jsonl", "tid.jsonl"):
+                ckpt.truncate_jsonl(self.out / name, self.step)
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def _log(self, name: str, records: list[dict]) -> None:
+        if self.world.main:
+            ckpt.append_jsonl(self.out / name, records)
+
+    def _progress(self):
+        mode = self.tcfg["progress"]
+        show = self.world.main and (mode == "on" or (mode == "auto" and sys.stderr.isatty()))
+        bar = tqdm(
+            total=self.tcfg["max_steps"], initial=self.step, disable=not show, dynamic_ncols=True, unit="step"
+        )
+        line_logs = self.world.main and mode == "auto" and not show
+        return bar, line_logs
+
+    def _tid_recorder(self):
+        if not (self.tcfg["tid_every"] and self.has_batch_stats):
+            return None
+        from normlab.tid import OnlineTIDRecorder
+
+        return OnlineTIDRecorder(self.model)
+
+    def run(self, stop_at_step: int | None = None) -> dict:
+        max_steps, log_every = self.tcfg["max_steps"], self.tcfg["log_every"]
+        smoothing = self.ocfg["label_smoothing"]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        recorder = self._tid_recorder()
+        bar, line_logs = self._progress()
+        loss_sum = torch.zeros((), device=self.device)
+        window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
+        status, diverged_at = "completed", None
+        self.wrapped.train()
+        while self.step < max_steps:
+            batch = next(self.stream).to(self.device)
+            self.step += 1
+            lr = learning_rate(self.step, self.ocfg, max_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with self.autocast():
+                loss = training_loss(self.wrapped, self.family, batch, smoothing)
+            total = loss + regularization_loss(self.model, batch.n_targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if self.ocfg["clip_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.ocfg["clip_norm"])
+            self.optimizer.step()
+            loss_sum += total.detach()
+            window_steps += 1
+            window_tokens += batch.n_tokens
+            if recorder is not None and self.step % self.tcfg["tid_every"] == 0:
+                recorder.record(self.step)
+            bar.update(1)
+            if self.step % log_every and self.step != max_steps:
+                continue
+            # --- log interval: the one place the host reads device values ---
+            mean_loss = (loss_sum / window_steps).item()
+            now = time.perf_counter()
+            self.elapsed += now - window_start
+            tokens_per_s = window_tokens * self.world.world_size / max(now - window_start, 1e-9)
+            self.tokens_seen += window_tokens * self.world.world_size
+            record = {
+                "step": self.step,
+                "kind": "train",
+                "loss": mean_loss,
+                "lr": lr,
+                "tokens_per_s": tokens_per_s,
+                "elapsed_s": self.elapsed,
+                "epoch": self.stream.epoch,
+            }
+            self._log("metrics.jsonl", [record])
+            if recorder is not None:
+                self._log("tid.jsonl", recorder.flush())
+            bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
+            if line_logs:
+                print(
+                    f"step {self.step}/{max_steps} loss {mean_loss:.4f} lr {lr:.3e} "
+                    f"tokens/s {tokens_per_s:.0f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if self.world.any(not np.isfinite(mean_loss)):
+                status, diverged_at = "diverged", self.step
+                break
+            loss_sum.zero_()
+            window_steps, window_tokens = 0, 0
+            if self.tcfg["eval_every"] and self.step % self.tcfg["eval_every"] == 0:
+                valid = self._evaluate("valid", decode=self.ecfg["decode_valid"])
+                self._log("metrics.jsonl", [{"step": self.step, "kind": "valid", **valid}])
+            if self.tcfg["checkpoint_every"] and self.step % self.tcfg["checkpoint_every"] == 0:
+                self._save()
+            window_start = time.perf_counter()
+            if stop_at_step is not None and self.step >= stop_at_step:
+                bar.close()
+                return {"status": "interrupted", "steps": self.step}
+        bar.close()
+        return self._finish(status, diverged_at)
+
+    # --- evaluation and the end -------------------------------------------------------------------
+
+    def _evaluate(self, split: str, decode: bool = False) -> dict:
+        return evaluate(
+            self.model,
+            self.task,
+            split,
+            self.eval_batches[split],
+            self.device,
+            self.ecfg,
+            decode=decode,
+            autocast=self.autocast(),
+        )
+
+    def _evaluate_twice(self, split: str, decode: bool) -> dict:
+        """Population statistics (normal inference) and, for batch-statistics models, batch statistics."""
+        results = {"population": self._evaluate(split, decode)}
+        mode = self.ecfg["batch_stats"]
+        if mode == "always" or (mode == "auto" and self.has_batch_stats):
+            with batch_stats_inference(self.model):
+                results["batch_stats"] = self._evaluate(split, decode)
+        return results
+
+    def _tid_probe(self) -> None:
+        k = self.tcfg["tid_probe_batches"]
+        if not (k and self.has_batch_stats):
+            return
+        from normlab.tid import probe_tid
+
+        batches = (collate(self.task, "train", idx).to(self.device) for idx in self.train_batches[:k])
+
+        def run_batch(batch):
+            with torch.no_grad(), self.autocast():
+                forward(self.model, self.family, batch)
+
+        self._log("tid_probe.jsonl", probe_tid(self.model, batches, run_batch, step=self.step))
+
+    def _finish(self, status: str, diverged_at: int | None) -> dict:
+        final = {
+            "status": status,
+            "task": self.family,
+            "seed": self.seed,
+            "steps": self.step,
+            "epochs": self.stream.epoch,
+            "wall_time_s": self.elapsed,
+            "tokens_seen": self.tokens_seen,
+            "config_hash": config_mod.config_hash(self.cfg),
+            "versions": versions(),
+            "n_params": self.n_params,
+            "world_size": self.world.world_size,
+            "device": str(self.device),
+            "norm": self.cfg["model"]["norm"],
+            "placement": self.cfg["model"]["placement"],
+            "primary_metric": primary_metric(self.family, self.task.tag_scheme),
+        }
+        if status == "diverged":
+            final.update(diverged_at_step=diverged_at, test=None, valid=None)
+        else:
+            self._save()
+            self._tid_probe()
+            paths = ckpt.step_checkpoints(self.ckpt_dir)[-self.tcfg["average_last"] :]
+            if len(paths) > 1:
+                self.model.load_state_dict(ckpt.average_state_dicts(paths))
+            final["averaged_checkpoints"] = [p.name for p in paths]
+            decode = self.family == "translation"
+            final["valid"] = self._evaluate_twice("valid", decode=decode and self.ecfg["decode_valid"])
+            final["test"] = self._evaluate_twice("test", decode=decode)
+        final["peak_memory_mb"] = peak_memory_mb(self.device)
+        if self.world.main:
+            ckpt.write_json(self.out / "final.json", final)
+        self.world.barrier()
+        return ckpt.json_safe(final)

@@ -1,0 +1,27 @@
+"""Task metrics computed the standard way (sacreBLEU, seqeval), plus perplexity and accuracy."""
+
+from __future__ import annotations
+
+import math
+
+import sacrebleu
+from seqeval.metrics import f1_score
+from seqeval.scheme import IOB2
+
+
+def bleu(hypotheses: list[str], references: list[str], tokenize: str = "13a") -> dict:
+    """Corpus BLEU with sacreBLEU on detokenized text, with its signature."""
+    metric = sacrebleu.metrics.BLEU(tokenize=tokenize)
+    score = metric.corpus_score(hypotheses, [references])
+    return {"bleu": score.score, "bleu_signature": str(metric.get_signature())}
+
+
+def perplexity(nll_sum: float, n_tokens: int) -> float:
+    """exp of the mean token negative log-likelihood (natural log); inf if it overflows."""
+    mean = nll_sum / max(n_tokens, 1)
+    return math.exp(mean) if mean < 700 else float("inf")
+
+
+def entity_f1(true_tags: list[list[str]], pred_tags: list[list[str]]) -> float:
+    """Entity-level F1, seqeval strict mode with the IOB2 scheme (CoNLL-style)."""
+    return float(f1_score(true_tags, pred_tags, mode="strict", scheme=IOB2))

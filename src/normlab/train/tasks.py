@@ -1,0 +1,179 @@
+"""What the engine trains on: ``TaskData``, built either from ``normlab.data`` or synthetically.
+
+This file is **the adapter point** between datasets and the engine.  A ``TaskData`` holds, per split,
+a list of examples whose form depends on the task family (token ids are 1-D integer numpy arrays):
+
+=================  ==============================================================================
+family             one example
+=================  ==============================================================================
+``translation``    ``(src_ids, tgt_ids)`` (no BOS/EOS: the batcher adds them)
+``lm``             ``ids`` (the batcher adds BOS in front of the input and EOS after the target)
+``classification`` ``(ids, label)``
+``tagging``        ``(ids, tag_ids)`` (same length)
+``image``          the split is a pair ``(images float32 (N, C, H, W), labels int64 (N,))``
+=================  ==============================================================================
+
+:func:`load_task` dispatches on ``data.source``: ``synthetic`` (small learnable tasks, offline,
+used by the tests and CPU smoke runs) or ``normlab`` (the datasets of ``normlab.data``, connected in
+:func:`from_normlab_data`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+FAMILIES = ("translation", "lm", "classification", "tagging", "image")
+SPLITS = ("train", "valid", "test")
+PAD, BOS, EOS = 0, 1, 2  # reserved ids of the synthetic vocabularies
+N_SPECIAL = 3
+
+
+@dataclass
+class TaskData:
+    family: str
+    splits: dict[str, object]
+    vocab_size: int | None = None
+    pad_id: int = PAD
+    bos_id: int = BOS
+    eos_id: int = EOS
+    n_classes: int | None = None  # classification, image
+    label_names: list[str] | None = None  # tagging: tag names; IOB2 names enable entity F1
+    tag_scheme: str = "tags"  # tagging: "iob2" (entity F1 with seqeval) or "tags" (token accuracy)
+    detokenize: Callable[[list[int]], str] | None = None  # translation: ids -> text for sacreBLEU
+    image_size: int | None = None
+    channels: int | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown task family {self.family!r}; valid: {', '.join(FAMILIES)}")
+        missing = [s for s in SPLITS if s not in self.splits]
+        if missing:
+            raise ValueError(f"TaskData for {self.family!r} lacks split(s) {missing}; needs {SPLITS}")
+
+    def model_sizes(self) -> dict:
+        """The family's model constructor arguments that the data decides."""
+        if self.family == "image":
+            return dict(image_size=self.image_size, channels=self.channels, n_classes=self.n_classes)
+        sizes = dict(vocab_size=self.vocab_size, pad_id=self.pad_id)
+        if self.family == "translation":
+            sizes.update(bos_id=self.bos_id, eos_id=self.eos_id)
+        elif self.family == "classification":
+            sizes["n_classes"] = self.n_classes
+        elif self.family == "tagging":
+            sizes["n_labels"] = len(self.label_names)
+        return sizes
+
+
+def load_task(family: str, data_cfg: dict, seed: int) -> TaskData:
+    source = data_cfg["source"]
+    if source == "synthetic":
+        return synthetic_task(family, seed=seed, **data_cfg.get("options", {}))
+    if source == "normlab":
+        return from_normlab_data(family, data_cfg["name"], data_cfg.get("options", {}))
+    raise ValueError(f"data.source {source!r} is not valid; valid values: synthetic, normlab")
+
+
+def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
+    """Connect a ``normlab.data`` dataset here: load its splits and return a ``TaskData``.
+
+    The data layer (issue 4) is being built in parallel and its API is not final, so this adapter
+    is not connected yet; it says so instead of guessing.
+    """
+    raise NotImplementedError(
+        f"data.source 'normlab' (dataset {name!r}) is not connected to the training engine yet: "
+        "implement normlab.train.tasks.from_normlab_data once normlab.data.load is final, "
+        "or use data.source: synthetic"
+    )
+
+
+# --- synthetic tasks: tiny, learnable, deterministic in the seed --------------------------------
+
+
+def _lengths(rng, n, min_len, max_len):
+    return rng.integers(min_len, max_len + 1, size=n)
+
+
+def _random_sequences(rng, n, vocab, min_len, max_len):
+    return [rng.integers(N_SPECIAL, vocab, size=k) for k in _lengths(rng, n, min_len, max_len)]
+
+
+def synthetic_task(
+    family: str,
+    seed: int = 0,
+    n_train: int = 512,
+    n_valid: int = 64,
+    n_test: int = 64,
+    vocab_size: int = 32,
+    min_len: int = 3,
+    max_len: int = 12,
+    n_classes: int = 4,
+    image_size: int = 8,
+) -> TaskData:
+    """Small tasks a tiny model learns in a few hundred steps.
+
+    translation: the target is the source reversed with every id shifted by one (a joined vocab);
+    lm: arithmetic progressions mod the vocabulary (step 1 or 2); classification: the class is the
+    most frequent id bucket; tagging: IOB2 entities are runs of ids from the upper half of the
+    vocabulary; image: noisy class prototypes.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown task family {family!r}; valid: {', '.join(FAMILIES)}")
+    rng = np.random.default_rng(seed + 1000)
+    sizes = dict(train=n_train, valid=n_valid, test=n_test)
+    n_regular = vocab_size - N_SPECIAL
+
+    def shift(ids):
+        return (ids - N_SPECIAL + 1) % n_regular + N_SPECIAL
+
+    if family == "image":
+        prototypes = rng.normal(size=(n_classes, 1, image_size, image_size)).astype(np.float32)
+        splits = {}
+        for split, n in sizes.items():
+            labels = rng.integers(0, n_classes, size=n)
+            noise = rng.normal(scale=0.8, size=(n, 1, image_size, image_size)).astype(np.float32)
+            splits[split] = (torch.from_numpy(prototypes[labels] + noise), torch.from_numpy(labels))
+        return TaskData("image", splits, n_classes=n_classes, image_size=image_size, channels=1)
+
+    splits = {}
+    for split, n in sizes.items():
+        seqs = _random_sequences(rng, n, vocab_size, min_len, max_len)
+        if family == "translation":
+            splits[split] = [(s, shift(s[::-1]).copy()) for s in seqs]
+        elif family == "lm":
+            steps = rng.integers(1, 3, size=n)
+            splits[split] = [
+                (s[0] - N_SPECIAL + step * np.arange(len(s))) % n_regular + N_SPECIAL
+                for s, step in zip(seqs, steps, strict=True)
+            ]
+        elif family == "classification":
+            buckets = [(s - N_SPECIAL) * n_classes // n_regular for s in seqs]
+            splits[split] = [
+                (s, int(np.bincount(b, minlength=n_classes).argmax()))
+                for s, b in zip(seqs, buckets, strict=True)
+            ]
+        else:  # tagging, IOB2
+            splits[split] = [(s, _iob2_tags(s >= N_SPECIAL + n_regular // 2)) for s in seqs]
+    if family == "translation":
+        return TaskData(family, splits, vocab_size=vocab_size, detokenize=_synthetic_detokenize)
+    if family == "lm":
+        return TaskData(family, splits, vocab_size=vocab_size)
+    if family == "classification":
+        return TaskData(family, splits, vocab_size=vocab_size, n_classes=n_classes)
+    return TaskData(
+        family, splits, vocab_size=vocab_size, label_names=["O", "B-ENT", "I-ENT"], tag_scheme="iob2"
+    )
+
+
+def _iob2_tags(entity: np.ndarray) -> np.ndarray:
+    """0 = O, 1 = B-ENT (an entity token after a non-entity one), 2 = I-ENT."""
+    continues = np.concatenate([[False], entity[:-1]]) & entity
+    return np.where(entity, np.where(continues, 2, 1), 0)
+
+
+def _synthetic_detokenize(ids: list[int]) -> str:
+    return " ".join(f"w{i}" for i in ids)
