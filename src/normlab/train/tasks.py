@@ -14,12 +14,13 @@ family             one example
 =================  ==============================================================================
 
 :func:`load_task` dispatches on ``data.source``: ``synthetic`` (small learnable tasks, offline,
-used by the tests and CPU smoke runs) or ``normlab`` (the datasets of ``normlab.data``, connected in
-:func:`from_normlab_data`).
+used by the tests and CPU smoke runs) or ``normlab`` (the prepared datasets of ``normlab.data``,
+adapted in :func:`from_normlab_data`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -78,17 +79,73 @@ def load_task(family: str, data_cfg: dict, seed: int) -> TaskData:
     raise ValueError(f"data.source {source!r} is not valid; valid values: synthetic, normlab")
 
 
-def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
-    """Connect a ``normlab.data`` dataset here: load its splits and return a ``TaskData``.
+NORMLAB_DATA_OPTIONS = ("cache", "max_examples", "max_len")
+_IOB2_NAME = re.compile(r"^(O|[BI]-.+)$")
 
-    The data layer (issue 4) is being built in parallel and its API is not final, so this adapter
-    is not connected yet; it says so instead of guessing.
+
+def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
+    """A prepared ``normlab.data`` dataset as a ``TaskData`` (run ``normlab prepare NAME`` first).
+
+    ``options``: ``cache`` (the data cache folder; default as ``normlab.data``), ``max_examples``
+    (the first N examples of each split, for small runs; the data layer's splits are already shuffled)
+    and ``max_len`` (truncate classification, tagging and LM sequences to that many tokens; long
+    documents such as e-mails would otherwise exceed a token budget).
+    The LM data end every sentence in ``<eos>``; the batcher adds BOS/EOS itself, so the stored
+    ``<eos>`` is dropped here and ``<eos>`` also serves as the BOS (as fairseq's LMs do).
     """
-    raise NotImplementedError(
-        f"data.source 'normlab' (dataset {name!r}) is not connected to the training engine yet: "
-        "implement normlab.train.tasks.from_normlab_data once normlab.data.load is final, "
-        "or use data.source: synthetic"
-    )
+    from normlab import data
+
+    unknown = sorted(set(options) - set(NORMLAB_DATA_OPTIONS))
+    if unknown:
+        raise ValueError(f"data.options: unknown key(s) {unknown}; valid: {', '.join(NORMLAB_DATA_OPTIONS)}")
+    cache, limit = options.get("cache"), options.get("max_examples")
+    cut = slice(0, options["max_len"]) if options.get("max_len") else slice(None)
+    try:
+        splits = {split: data.load(name, split, cache) for split in SPLITS}
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"dataset {name!r} is not prepared ({err}); run `normlab prepare {name}`") from err
+    train = splits["train"]
+    if train.family != family:
+        raise ValueError(f"dataset {name!r} is a {train.family!r} dataset, not {family!r}: set task.family to match")
+
+    def count(split) -> int:
+        n = len(split.labels) if family == "image" else len(split.tokens)
+        return n if limit is None else min(n, int(limit))
+
+    examples: dict[str, object] = {}
+    for split_name, split in splits.items():
+        n = count(split)
+        if family == "image":
+            images = np.asarray(split.images[:n], dtype=np.float32) / 255.0
+            images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+            examples[split_name] = (torch.from_numpy(np.ascontiguousarray(images)),
+                                    torch.from_numpy(np.asarray(split.labels[:n], dtype=np.int64)))
+        elif family == "translation":
+            examples[split_name] = [(split.tokens[i], split.target[i]) for i in range(n)]
+        elif family == "lm":
+            examples[split_name] = [split.tokens[i][:-1][cut] for i in range(n)]  # drop the stored <eos>
+        elif family == "classification":
+            examples[split_name] = [(split.tokens[i][cut], int(split.labels[i])) for i in range(n)]
+        else:
+            examples[split_name] = [(split.tokens[i][cut], split.tags[i][cut]) for i in range(n)]
+
+    info = {"dataset": name, "examples": {k: count(v) for k, v in splits.items()}}
+    if family == "image":
+        images = examples["train"][0]
+        return TaskData(family, examples, n_classes=len(train.label_names), label_names=list(train.label_names),
+                        image_size=images.shape[-1], channels=images.shape[1], info=info)
+    eos = train.eos_id if train.eos_id is not None else EOS
+    task = TaskData(family, examples, vocab_size=train.vocab_size, pad_id=train.pad_id,
+                    bos_id=train.bos_id if train.bos_id is not None else eos, eos_id=eos, info=info)
+    if family == "translation":
+        task.detokenize = train.decode
+    elif family == "classification":
+        task.n_classes = len(train.label_names)
+        task.label_names = list(train.label_names)
+    elif family == "tagging":
+        task.label_names = list(train.label_names)
+        task.tag_scheme = "iob2" if all(_IOB2_NAME.match(t) for t in train.label_names) else "tags"
+    return task
 
 
 # --- synthetic tasks: tiny, learnable, deterministic in the seed --------------------------------
