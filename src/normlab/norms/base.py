@@ -51,34 +51,28 @@ def distributed_world() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def masked_channel_sums(
-    x: torch.Tensor, pad_mask: torch.Tensor | None, *, first_moment: bool = True, sync: bool = True
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """Per-channel sum, sum of squares and token count over the non-pad tokens, in float32.
+def masked_square_sums(
+    x: torch.Tensor, pad_mask: torch.Tensor | None, *, sync: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel sum of squares and token count over the non-pad tokens, in float32 at least.
 
-    When ``torch.distributed`` is initialised (and ``sync``), the three are all-reduced in one call
-    with an autograd-aware all-reduce, so a batch split over processes gives the statistics (and the
-    gradients) of the whole batch on one process, as synchronised BatchNorm does.
+    When ``torch.distributed`` is initialised (and ``sync``), both are all-reduced in one call with an
+    autograd-aware all-reduce, so a batch split over processes gives the statistics (and gradients)
+    of the whole batch on one process.  (BN's sums live in its own autograd Function, ``batch.py``.)
     """
     x32 = as_stat_dtype(x)
     if pad_mask is not None:
-        x32 = x32.masked_fill(pad_mask.unsqueeze(-1), 0.0)  # also drops NaN/inf sitting at padding
-        count = (~pad_mask).sum().to(torch.float32)
+        x32 = x32.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        count = (~pad_mask).sum().to(x32.dtype)
     else:
-        count = torch.tensor(float(x.shape[0] * x.shape[1]), device=x.device)
+        count = x32.new_tensor(float(x.shape[0] * x.shape[1]))
     sum_sq = x32.square().sum(dim=(0, 1))
-    sum_x = x32.sum(dim=(0, 1)) if first_moment else None
     if sync and distributed_world():
         from torch.distributed.nn.functional import all_reduce  # autograd-aware
 
-        parts = [sum_sq, count.view(1)] if sum_x is None else [sum_x, sum_sq, count.view(1)]
-        packed = all_reduce(torch.cat(parts))
-        c = x.shape[-1]
-        if sum_x is None:
-            sum_sq, count = packed[:c], packed[c]
-        else:
-            sum_x, sum_sq, count = packed[:c], packed[c : 2 * c], packed[2 * c]
-    return sum_x, sum_sq, count.clamp_min(1.0)
+        packed = all_reduce(torch.cat([sum_sq, count.view(1)]))
+        sum_sq, count = packed[:-1], packed[-1]
+    return sum_sq, count.clamp_min(1.0)
 
 
 class BatchStatNorm(Norm):

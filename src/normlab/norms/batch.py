@@ -28,6 +28,11 @@ RUNNING_VAR_MODES = ("biased", "unbiased")
 PENALTY_TYPES = ("diff", "diff2")
 
 
+def inverse_std(var: torch.Tensor, eps: float, clamp: bool) -> torch.Tensor:
+    """1/sqrt(max(var, eps)) (the authors' clamp) or 1/sqrt(var + eps) (PyTorch's)."""
+    return var.clamp_min(eps).rsqrt() if clamp else (var + eps).rsqrt()
+
+
 class _BatchNormWithBatchStats(torch.autograd.Function):
     """y = (x − μ_B) / sqrt(clamp(σ_B², eps) or σ_B² + eps) · w + b over the non-pad tokens.
 
@@ -71,7 +76,7 @@ class _BatchNormWithBatchStats(torch.autograd.Function):
         count = count.clamp_min(1.0)
         mean = sum_x / count
         var = (sum_sq / count - mean.square()).clamp_min(0.0)  # biased; the clamp guards round-off
-        inv = var.clamp_min(eps).rsqrt() if clamp else (var + eps).rsqrt()
+        inv = inverse_std(var, eps, clamp)
         scale = inv if weight is None else inv * weight
         shift = -mean * scale if bias is None else bias - mean * scale
         torch.addcmul(shift, x2, scale, out=y)
@@ -140,11 +145,6 @@ class MaskedBatchNorm(BatchStatNorm):
         self.register_buffer("running_var", torch.ones(dim))
         self.batch_count: torch.Tensor | None = None
 
-    def _inv_std(self, var: torch.Tensor) -> torch.Tensor:
-        if self.eps_mode == "clamp":
-            return var.clamp_min(self.eps).rsqrt()
-        return (var + self.eps).rsqrt()
-
     @torch.no_grad()
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
         if self.running_var_mode == "unbiased":
@@ -165,7 +165,7 @@ class MaskedBatchNorm(BatchStatNorm):
             return y
         # inference: y = (x - mean) * inv_std * w + b, folded into one per-channel scale and shift.
         mean, var = self.running_mean, self.running_var
-        scale = self._inv_std(var)
+        scale = inverse_std(var, self.eps, self.eps_mode == "clamp")
         if self.weight is not None:
             scale = scale * self.weight
         shift = -mean * scale

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .base import BatchStatNorm, as_stat_dtype, distributed_world, masked_channel_sums
+from .base import BatchStatNorm, as_stat_dtype, distributed_world, masked_square_sums
 
 
 def group_scaling(x: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:
@@ -111,7 +111,7 @@ class PowerNorm(BatchStatNorm):
         if not self.uses_batch_stats():
             return torch.addcmul(self.bias, x, (self.running_phi + self.eps).rsqrt() * self.weight)
         with torch.no_grad():
-            _, sum_sq, count = masked_channel_sums(x, pad_mask, first_moment=False, sync=self.sync)
+            sum_sq, count = masked_square_sums(x, pad_mask, sync=self.sync)
             phi_batch = sum_sq / count
         batch_rms = (phi_batch + self.eps).sqrt()
         self.batch_var = phi_batch
@@ -161,7 +161,7 @@ class PowerNormVanilla(BatchStatNorm):
             x = group_scaling(x, self.groups)
         x = as_stat_dtype(x)
         if self.uses_batch_stats():
-            _, sum_sq, count = masked_channel_sums(x, pad_mask, first_moment=False, sync=self.sync)
+            sum_sq, count = masked_square_sums(x, pad_mask, sync=self.sync)
             phi = sum_sq / count
             self.batch_var = phi.detach()
             if self.training:
