@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -122,6 +123,17 @@ def check_output_dir(out: Path, resume: bool) -> None:
         )
 
 
+RUN_FILES = ("config.yaml", "metrics.jsonl", "tid.jsonl", "tid_probe.jsonl", "final.json")
+
+
+def clear_run_folder(out: Path) -> None:
+    """Remove what the engine writes into a run folder (and nothing else)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    print(f"normlab train: {out} held a run of another config; cleared it and starting afresh", file=sys.stderr)
+
+
 def versions() -> dict:
     from importlib.metadata import version
 
@@ -147,6 +159,7 @@ def train(
     resume: bool = False,
     task: TaskData | None = None,
     stop_at_step: int | None = None,
+    restart_if_changed: bool = False,
 ) -> dict:
     """Run one training job; returns the ``final.json`` record.
 
@@ -155,6 +168,8 @@ def train(
     with files is an error unless ``resume``; resuming a finished run returns its ``final.json``.
     ``stop_at_step``: return after that step without a checkpoint or ``final.json``, exactly as if the
     process had been killed there (returns ``{"status": "interrupted", ...}``); for pre-emption tests.
+    ``restart_if_changed`` (with ``resume``): a folder started with a different config is cleared and
+    the run starts afresh instead of being refused (what a workflow wants when a cell's config changed).
     """
     cfg = config_mod.load(config) if isinstance(config, str | Path) else config_mod.validate(config)
     out = Path(out_dir)
@@ -164,7 +179,9 @@ def train(
         return json.loads((out / "final.json").read_text())
     if resume and (out / "config.yaml").exists():
         previous = yaml.safe_load((out / "config.yaml").read_text())
-        if config_mod.config_hash(previous) != config_mod.config_hash(cfg):
+        if config_mod.config_hash(previous) != config_mod.config_hash(cfg) and restart_if_changed:
+            clear_run_folder(out)
+        elif config_mod.config_hash(previous) != config_mod.config_hash(cfg):
             raise config_mod.ConfigError(
                 f"--resume: the config differs from the one {out} was started with ({out / 'config.yaml'}); "
                 "resume with the same config or start a new --out"
