@@ -255,6 +255,8 @@ class _Run:
             )
         if resume and (self.ckpt_dir / "last.pt").exists():
             self._restore(ckpt.load(self.ckpt_dir / "last.pt", self.device))
+            if world.main:
+                print(f"normlab train: resuming {out} from step {self.step}", file=sys.stderr, flush=True)
         elif world.main:
             for name in ("metrics.jsonl", "tid.jsonl", "tid_probe.jsonl"):
                 (out / name).unlink(missing_ok=True)
