@@ -188,8 +188,11 @@ class _NormInput:
         self.reservoir.add(tokens.float())
         if real:
             self.batches.append((tokens.shape[0], first, second))
-            raw = x.reshape(-1, x.shape[-1]).double()
-            raw = raw if keep is None else raw[keep]
+            if feats is x:  # BN, RBN: the statistics are of the input itself
+                raw = t64
+            else:
+                raw = x.reshape(-1, x.shape[-1]).double()
+                raw = raw if keep is None else raw[keep]
             self.gram = self.gram + raw.T @ raw
             self.gram_count += raw.shape[0]
 
@@ -291,12 +294,14 @@ def _module_records(name: str, rec: _NormInput, observed: dict, generator: torch
     # the floor: i.i.d. draws of each real batch's token count from the reservoir, vs the reservoir
     pool = rec.reservoir.sample().double()
     ref_mean, ref_var = _statistics(pool.sum(0), pool.square().sum(0), pool.shape[0], centred)
-    floor_tids = []
-    for n in counts.long().tolist():  # K batches (not tokens): each draw is one vectorised gather
-        draw = pool[torch.randint(pool.shape[0], (n,), generator=generator, device=pool.device)]
-        m, v = _statistics(draw.sum(0), draw.square().sum(0), n, centred)
-        floor_tids.append(tid_from_statistics(m, v, ref_mean, ref_var))
-    floor = _kind_values(torch.stack(floor_tids).cpu())
+    sizes = counts.long().to(pool.device)
+    draw = pool[torch.randint(pool.shape[0], (int(sizes.sum()),), generator=generator, device=pool.device)]
+    which = torch.repeat_interleave(torch.arange(len(sizes), device=pool.device), sizes)  # batch of each draw
+    sums = pool.new_zeros(2, len(sizes), pool.shape[1])
+    sums[0].index_add_(0, which, draw)
+    sums[1].index_add_(0, which, draw.square())
+    m, v = _statistics(sums[0], sums[1], sizes[:, None].double(), centred)
+    floor = _kind_values(tid_from_statistics(m, v, ref_mean, ref_var).cpu())
 
     layer, position = describe_module(name)
     common = dict(module=name, layer=layer, position=position, method=rec.method, population_tokens=rec.count)
