@@ -25,6 +25,9 @@ paper's norm-ratio form of :func:`normlab.tid.tid_from_statistics`):
   sentence, length bucketing);  ``lag``: running statistics vs μ*, σ*² (no batch);
 * ``floor_theory``: the mean over the K batches of 1/√n_k, n_k the batch's token count (mean TID only).
 
+``structure`` can be negative: in batch-statistics mode the norms below re-centre every batch on its
+own mean, so a deeper norm's batch means vary less than those of i.i.d. tokens.
+
 Every component but ``observed`` is relative to ‖σ*‖ (``observed`` keeps the paper's ‖σ̂_running‖).
 PowerNorm (and PN-V) have no mean: only ``var_tid``, on the quadratic mean, of the group-scaled input
 (``BatchStatNorm.stat_features``).  Norms that keep no batch statistics (LN and its family, RMSNorm,
