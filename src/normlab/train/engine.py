@@ -153,6 +153,18 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def build_run_model(cfg: dict, task: TaskData) -> torch.nn.Module:
+    """The (untrained, CPU) model a validated run config builds for ``task``: what a run trains."""
+    opts = ModelOptions(**cfg["model"], warmup_steps=cfg["optim"]["warmup_steps"])
+    return build_model(task.family, opts, **task.model_sizes())
+
+
+def train_batches(cfg: dict, task: TaskData) -> list[np.ndarray]:
+    """The fixed index batches of the training split that a run with config ``cfg`` draws from."""
+    t = cfg["train"]
+    return split_batches(task, "train", t["max_tokens"], t["batch_size"], cfg["seed"], t["max_sentences"])
+
+
 def train(
     config: dict | str | Path,
     out_dir: str | Path,
@@ -217,8 +229,7 @@ class _Run:
                 f"task: the config says {cfg['task']!r} but the data is {self.task.family!r}"
             )
         self.family = self.task.family
-        opts = ModelOptions(**cfg["model"], warmup_steps=self.ocfg["warmup_steps"])
-        self.model = build_model(self.family, opts, **self.task.model_sizes()).to(self.device)
+        self.model = build_run_model(cfg, self.task).to(self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.wrapped = self.model
         if world.active:
@@ -232,11 +243,8 @@ class _Run:
             eps=self.ocfg["eps"],
             weight_decay=self.ocfg["weight_decay"],
         )
-        max_tokens = tcfg_max = self.tcfg["max_tokens"]
-        self.train_batches = split_batches(
-            self.task, "train", max_tokens, self.tcfg["batch_size"], self.seed, self.tcfg["max_sentences"]
-        )
-        eval_tokens = self.ecfg["max_tokens"] or tcfg_max
+        self.train_batches = train_batches(cfg, self.task)
+        eval_tokens = self.ecfg["max_tokens"] or self.tcfg["max_tokens"]
         self.eval_batches = {
             s: split_batches(self.task, s, eval_tokens, self.tcfg["batch_size"], self.seed)
             for s in ("valid", "test")
