@@ -6,7 +6,7 @@ any other analysis test (figures, notebooks):
     tables = synthetic_tidy(effects={("rbn", None, None): 1.0}, status={("ds_tr", "post", "bn", 2): "missing"})
     write_tidy(tables, tmp_path / "tidy")
 
-Scores: ``base[dataset] + seed_shift[seed] ± effect + noise``, where ``effect`` is in metric units and
+Scores: ``base + unit * (seed_shift[seed] ± effect + noise)``, where ``effect`` is in units and
 positive always means *better* (it is subtracted for ppl).  The seed shift is shared by every norm of a
 seed, so a paired test sees the planted effect and not the seed-to-seed spread.
 """
@@ -19,8 +19,9 @@ import pandas as pd
 from normlab.analysis.tidy import TABLES, columns
 from normlab.train.metrics import higher_is_better
 
-DATASETS = {"ds_tr": ("translation", "bleu", 30.0), "ds_lm": ("lm", "ppl", 50.0),
-            "ds_cls": ("classification", "accuracy", 80.0)}
+# dataset -> (task, primary metric, base value, unit): effects, noise and seed shifts are in units
+DATASETS = {"ds_tr": ("translation", "bleu", 30.0, 1.0), "ds_lm": ("lm", "ppl", 50.0, 1.0),
+            "ds_cls": ("classification", "accuracy", 0.8, 0.01)}
 NORMS = ("ln", "bn", "rbn", "powernorm", "ln_simple", "detachnorm", "adanorm", "none")
 BATCH_NORMS = ("bn", "rbn", "powernorm")
 MODULES = ("encoder.layers.0.attn_norm", "encoder.layers.0.ffn_norm", "encoder.layers.1.attn_norm",
@@ -70,7 +71,7 @@ def synthetic_tidy(
     tokens_per_batch = 400.0
     floor = 1 / np.sqrt(tokens_per_batch)
     rows: dict[str, list[dict]] = {name: [] for name in TABLES}
-    for dataset, (task, metric, base) in datasets.items():
+    for dataset, (task, metric, base, unit) in datasets.items():
         sign = 1.0 if higher_is_better(metric) else -1.0
         for placement in placements:
             for norm in norms:
@@ -138,10 +139,10 @@ def synthetic_tidy(
                                 measure=measure, value=value * factor * rng.uniform(0.9, 1.1), dim=16, n_tokens=800))
                     # scores
                     effect = _effect(effects, dataset, placement, norm)
-                    pop = base + seed_shift[seed] * (1 if sign > 0 else 1) + sign * effect + rng.normal(0, noise)
+                    pop = base + unit * (seed_shift[seed] + sign * effect + rng.normal(0, noise))
                     stat_values = {"population": pop}
                     if norm in BATCH_NORMS:
-                        stat_values["batch_stats"] = pop + sign * batch_stats_gain.get(norm, 0.0) + rng.normal(0, noise)
+                        stat_values["batch_stats"] = pop + unit * (sign * batch_stats_gain.get(norm, 0.0) + rng.normal(0, noise))
                     for stats_name, value in stat_values.items():
                         for split in ("valid", "test"):
                             rows["scores"].append(ids | dict(split=split, stats=stats_name, metric=metric, value=value,
