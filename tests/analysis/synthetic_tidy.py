@@ -93,7 +93,8 @@ def synthetic_tidy(
                     # curves (diverged runs keep theirs, the last loss is NaN)
                     last = 50 if st == "diverged" else 100
                     for step in range(10, last + 1, 10):
-                        loss = 3.0 * np.exp(-step / 50) + 1.0 + train_loss_effects.get(norm, 0.0) * step / 100
+                        loss = (3.0 * np.exp(-step / 50) + 1.0 + train_loss_effects.get(norm, 0.0) * step / 100
+                                + rng.normal(0, 0.01))
                         if st == "diverged" and step == last:
                             loss = np.nan
                         rows["curves"].append(ids | dict(step=step, kind="train", metric="loss", value=loss))
