@@ -143,12 +143,14 @@ def synthetic_tidy(
                     pop = base + unit * (seed_shift[seed] + sign * effect + rng.normal(0, noise))
                     stat_values = {"population": pop}
                     if norm in BATCH_NORMS:
-                        stat_values["batch_stats"] = pop + unit * (sign * batch_stats_gain.get(norm, 0.0) + rng.normal(0, noise))
+                        gain = sign * batch_stats_gain.get(norm, 0.0) + rng.normal(0, noise)
+                        stat_values["batch_stats"] = pop + unit * gain
                     for stats_name, value in stat_values.items():
                         for split in ("valid", "test"):
                             rows["scores"].append(ids | dict(split=split, stats=stats_name, metric=metric, value=value,
                                                              primary=True, higher_is_better=higher_is_better(metric)))
                             rows["scores"].append(ids | dict(
-                                split=split, stats=stats_name, metric="loss", value=1.5 + valid_loss_effects.get(norm, 0)
-                                + rng.normal(0, 0.01), primary=False, higher_is_better=False))
+                                split=split, stats=stats_name, metric="loss",
+                                value=1.5 + valid_loss_effects.get(norm, 0) + rng.normal(0, 0.01), primary=False,
+                                higher_is_better=False))
     return {name: pd.DataFrame(rows[name], columns=columns(name)) for name in TABLES}

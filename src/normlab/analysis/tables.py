@@ -236,7 +236,8 @@ def _norm_table(name: str, title: str, norms: tuple[str, ...], tidy, stats, pape
             if dataset in published.LN_FAMILY_PAPER:
                 rows.append([Cell(f"{dataset} (paper)"), Cell(f"{metric}{unit}"), Cell("pre")] +
                             [Cell("diverged" if v is None else f"{v:g}") for v in paper])
-    legend = [f"Mean ± sample std over seeds (n = completed seeds) of the test {'/'.join(sorted(set(runs['primary_metric'])))}"
+    metrics = "/".join(sorted(set(runs["primary_metric"])))
+    legend = [f"Mean ± sample std over seeds (n = completed seeds) of the test {metrics}"
               " with population statistics; best of each placement in bold.",
               "† / ‡: significantly better / worse than " + ("LN (DetachNorm: than LN-simple)"
                                                             if "detachnorm" in norms else "LN") +
