@@ -169,7 +169,7 @@ def scale_label(runs: pd.DataFrame) -> str:
         return "no runs"
     scales = ", ".join(sorted(runs["scale"].astype(str).unique()))
     configs = ", ".join(sorted(runs["config_name"].astype(str).unique()))
-    return f"{scales} scale (config {configs}), {runs['seed'].nunique()} seeds per cell"
+    return f"{scales} scale (config {configs}), {runs['seed'].nunique()} seeds in the grid"
 
 
 # --- the tables ------------------------------------------------------------------------------------
