@@ -34,17 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only; never a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import ticker
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 FIGURES = ("tid_curves", "tid_decomposition", "tid_bn_vs_rbn", "tid_vs_gap", "eval_mode_gap",
            "training_curves", "conditioning")
@@ -102,7 +100,7 @@ def _styled(fn: Callable[..., Figure]) -> Callable[..., Figure]:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with sns.axes_style("whitegrid"), plt.rc_context(STYLE):
+        with sns.axes_style("whitegrid"), matplotlib.rc_context(STYLE):
             return fn(*args, **kwargs)
 
     return wrapper
@@ -268,9 +266,10 @@ def _subtitle(inputs: Inputs, extra: str = "") -> str:
 
 
 def _new_figure(nrows: int, ncols: int, panel: tuple[float, float] = (3.0, 2.3), **kw):
-    fig, axes = plt.subplots(nrows, ncols, figsize=(max(panel[0] * ncols, 6.5), panel[1] * nrows + 1.3),
-                             squeeze=False, layout="constrained", **kw)
-    return fig, axes
+    # A bare Figure, not pyplot: no backend, no global figure list, the same in a notebook and the CLI;
+    # savefig renders PNG with Agg.
+    fig = Figure(figsize=(max(panel[0] * ncols, 6.5), panel[1] * nrows + 1.3), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
 
 
 def _no_data(ax, detail: str = "") -> None:
@@ -395,7 +394,7 @@ def tid_curves(inputs: Inputs, norm: str = "bn") -> Figure:
     placements = _ordered(pd.concat([runs["placement"], tid["placement"]]), ["post", "pre"])
     rows = [(k, p) for k in TID_KINDS for p in placements]
     fig, axes = _new_figure(len(rows), len(datasets), sharey="row")  # one scale per row: CV vs NLP at a glance
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     diverged = _diverged_ids(inputs)
     floors_seen: dict[str, Line2D] = {}
     any_diverged = False
@@ -427,7 +426,7 @@ def tid_curves(inputs: Inputs, norm: str = "bn") -> Figure:
             if note:
                 ax.text(0.98, 0.97, note.strip(" []"), transform=ax.transAxes, ha="right", va="top", fontsize=7,
                         color=DIVERGED_COLOR)
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 0.9))
+    sm = ScalarMappable(cmap=cmap, norm=Normalize(0, 0.9))
     cbar = fig.colorbar(sm, ax=axes, location="right", shrink=0.6, pad=0.01, ticks=[0, 0.9])
     cbar.ax.set_yticklabels(["first norm", "last norm"])
     cbar.set_label("depth of the norm module (forward order)")
@@ -633,21 +632,39 @@ def _place_labels(ax, points: list[tuple[float, float, str, object]], fontsize: 
                     fontsize=fontsize, color=color)
 
 
+def late_tid_table(inputs: Inputs, norm: str = "bn") -> pd.DataFrame:
+    """Per dataset × placement: late-training mean TID (mean, sd, n over seeds), its floor, and TID / floor."""
+    key = ["task", "dataset", "placement"]
+    tid = late_tid(inputs, norm)
+    if not len(tid):
+        return pd.DataFrame(columns=key + ["tid", "tid_sd", "tid_n", "floor", "floor_source", "tid_over_floor"])
+    table = _mean_sd(tid, key, "tid").rename(columns={"mean": "tid", "sd": "tid_sd", "n": "tid_n"})
+    unknown = [(math.nan, "no floor: tokens per batch unknown", "")]
+    floors = [(noise_floors(inputs, d, p, norm, "mean_tid") or unknown)[0]
+              for d, p in zip(table["dataset"], table["placement"], strict=True)]
+    table["floor"] = [f[0] for f in floors]
+    table["floor_source"] = [f[1] for f in floors]
+    table["tid_over_floor"] = table["tid"] / table["floor"]
+    return table
+
+
+def tid_gap_points(inputs: Inputs) -> pd.DataFrame:
+    """The points of ``tid_vs_gap``: :func:`late_tid_table` joined with BN − LN (% of LN; mean, sd, n)."""
+    gap = bn_ln_gap(inputs)
+    g = _mean_sd(gap, ["dataset", "placement"], "gap_pct").rename(
+        columns={"mean": "gap", "sd": "gap_sd", "n": "gap_n"})
+    return late_tid_table(inputs).merge(g, on=["dataset", "placement"])
+
+
 @_styled
 def tid_vs_gap(inputs: Inputs) -> Figure:
     """Per dataset, BN's late-training TID vs the BN−LN gap (claim A4), raw and in units of the floor."""
     title = "Does TID indicate BN's deficit? Per dataset: BN's late-training mean TID vs BN − LN (claim A4)"
-    tid = late_tid(inputs)
-    gap = bn_ln_gap(inputs)
-    key = ["dataset", "placement"]
-    if not len(tid) or not len(gap):
-        why = "no completed BN run with online TID" if not len(tid) else "no dataset with both BN and LN scores"
+    points = tid_gap_points(inputs)
+    if not len(points):
+        why = ("no completed BN run with online TID" if not len(late_tid(inputs))
+               else "no dataset with both BN and LN scores")
         return _empty_figure(title, inputs, why)
-    t = _mean_sd(tid, key, "tid").rename(columns={"mean": "tid", "sd": "tid_sd", "n": "tid_n"})
-    g = _mean_sd(gap, key, "gap_pct").rename(columns={"mean": "gap", "sd": "gap_sd", "n": "gap_n"})
-    points = t.merge(g, on=key)
-    points["floor"] = [1 / math.sqrt(_tokens_per_batch(inputs, d, p, "bn"))
-                       for d, p in zip(points["dataset"], points["placement"], strict=True)]
     fig, axes = _new_figure(1, 2, panel=(5.0, 4.2))
     for ax, ratio in zip(axes[0], (False, True), strict=True):
         labels = []
@@ -671,16 +688,16 @@ def tid_vs_gap(inputs: Inputs) -> Figure:
         ax.set_ylabel("BN − LN on the primary test metric\n(% of LN; + = BN better)")
         if ratio:
             ax.axvline(1, color="black", ls=":", lw=1.2)
-            ax.set_xlabel("BN mean TID / sampling floor 1/√tokens (1 = at the floor)")
+            ax.set_xlabel("BN mean TID / its sampling floor (1 = at the floor)")
             ax.set_title("TID in units of its floor")
         else:
             ax.set_xlabel("BN mean TID, last quarter of training (dimensionless)")
-            ax.set_title(f"raw TID (grey: floor 1/√tokens | → TID)\n{_correlation_text(inputs.correlations)}",
+            ax.set_title(f"raw TID (grey: sampling floor | → TID)\n{_correlation_text(inputs.correlations)}",
                          fontsize=8)
     handles = [Line2D([], [], marker=PLACEMENT_MARKERS.get(p, "o"), ls="none",
                       color=sns.color_palette("dark", 2)[0 if p == "post" else 1], label=PLACEMENT_LABELS.get(p, p))
                for p in _ordered(points["placement"], ["post", "pre"])]
-    handles.append(Line2D([], [], color="0.6", marker="|", mec="0.3", label="sampling floor 1/√tokens → TID"))
+    handles.append(Line2D([], [], color="0.6", marker="|", mec="0.3", label="sampling floor → TID"))
     return _finish(fig, title, inputs, handles, note="error bars ± 1 sd over seeds (gap paired by seed)")
 
 
@@ -826,7 +843,7 @@ def conditioning(inputs: Inputs, norms: tuple[str, ...] = ("ln", "bn", "rbn")) -
     if not datasets:
         return _empty_figure(title, inputs, f"no probed {'/'.join(norm_label(n) for n in norms)} run")
     fig, axes = _new_figure(len(MEASURES), len(datasets), panel=(3.2, 2.3))
-    seen: dict[str, Line2D] = {}
+    seen: dict[tuple[str, str], Line2D] = {}
     for j, dataset in enumerate(datasets):
         sub = cond[cond["dataset"] == dataset]
         modules = sorted(sub["module"].unique(), key=_module_key)
@@ -850,8 +867,8 @@ def conditioning(inputs: Inputs, norms: tuple[str, ...] = ("ln", "bn", "rbn")) -
                 label = cell_label(norm, placement)
                 ax.errorbar(x, stats["mean"], yerr=stats["sd"].fillna(0), color=color, ls=ls,
                             marker=PLACEMENT_MARKERS.get(placement, "o"), ms=3.5, capsize=2, lw=1.1)
-                seen.setdefault(label, Line2D([], [], color=color, ls=ls, marker=PLACEMENT_MARKERS.get(placement, "o"),
-                                              label=label))
+                seen.setdefault((norm, placement), Line2D([], [], color=color, ls=ls, label=label,
+                                                          marker=PLACEMENT_MARKERS.get(placement, "o")))
             missing = [f"{norm_label(n)} {p}{_status_note(_run_counts(inputs, dataset=dataset, norm=n, placement=p))}"
                        for n in norms for p in ("post", "pre")
                        if _status_note(_run_counts(inputs, dataset=dataset, norm=n, placement=p))]
@@ -861,8 +878,7 @@ def conditioning(inputs: Inputs, norms: tuple[str, ...] = ("ln", "bn", "rbn")) -
             _log_axis(ax)
             ax.set_xticks(range(len(modules)))
             ax.set_xticklabels([module_label(m) for m in modules], rotation=45, ha="right", fontsize=7)
-    handles = [seen[k] for k in sorted(seen, key=lambda s: (list(NORM_LABELS.values()).index(s.split(" ")[0])
-                                                              if s.split(" ")[0] in NORM_LABELS.values() else 99, s))]
+    handles = [seen[(n, p)] for n in norms for p in ("post", "pre") if (n, p) in seen]
     return _finish(fig, title, inputs, handles,
                    note="covariance eigenvalues of each norm's input (dimensionless ratios; Cmax in squared "
                         "feature units); log scale; x: norm module in forward order", ncol=6)
@@ -914,11 +930,7 @@ def make_figures(tidy_dir: str | Path, stats_dir: str | Path | None, out_dir: st
     inputs = load_inputs(tidy_dir, stats_dir)
     written = []
     for name in names:
-        fig = FIGURE_FUNCTIONS[name](inputs)
-        try:
-            written += save_figure(fig, out_dir, name)
-        finally:
-            plt.close(fig)
+        written += save_figure(FIGURE_FUNCTIONS[name](inputs), out_dir, name)
     return written
 
 
