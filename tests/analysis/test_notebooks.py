@@ -1,6 +1,5 @@
 """The analysis notebooks: executed with papermill in a kernel of this interpreter; a failing cell
-fails the execution with its error; the four notebooks run on the synthetic tidy fixture (~20 s, so
-not marked slow)."""
+fails the execution with its error; the four notebooks run on the synthetic tidy fixture (slow)."""
 
 from __future__ import annotations
 
@@ -85,6 +84,7 @@ def test_notebooks_have_the_parameters_cell():
         assert "from normlab.analysis import figures as F" in "".join(c.source for c in nb.cells), name
 
 
+@pytest.mark.slow  # 18-30 s: four kernels and eleven figures on 2 shared cores
 def test_every_notebook_executes_on_the_fixture(tmp_path):
     write_tidy(tmp_path / "tidy", datasets=["fashion_mnist", "bible_es_en"], seeds=(0, 1), steps=600)
     write_correlations(tmp_path / "stats")
