@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+from . import slurm_cluster as sc
 
 # the flags a cluster without an accounting database needs (see docs: local_slurm.md)
 SLURM_LOCAL_FLAGS = [
@@ -47,6 +47,24 @@ def env_file(path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+def test_not_root_is_a_skip_reason(monkeypatch):
+    monkeypatch.setattr(sc.os, "geteuid", lambda: 1000)
+    with pytest.raises(sc.SlurmUnavailable, match="needs root"), sc.local_slurm():
+        pass
+
+
+def test_config_keeps_every_path_under_its_folder(tmp_path):
+    spec = "NodeName=n1 CPUs=4 Boards=1 SocketsPerBoard=1 CoresPerSocket=4 ThreadsPerCore=1 RealMemory=8000"
+    conf = sc.slurm_conf(tmp_path, "n1", spec)
+    paths = re.findall(r"=(?:socket=)?(/\S+)", conf)
+    assert paths and all(p.startswith(str(tmp_path)) for p in paths), paths
+    assert f"{spec} NodeAddr=127.0.0.1 Gres=gpu:1" in conf
+    assert "PartitionName=debug Nodes=n1 Default=YES" in conf
+    assert "NodeName=n1 Name=gpu File=/dev/null" in sc.gres_conf("n1")
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_node_is_up_with_a_gpu(slurm_cluster):
     print(f"local SLURM usable after {slurm_cluster.startup_s:.1f} s")
     out = slurm_cluster.run("sinfo", "-h", "-N", "-o", "%N|%G|%t").stdout.split()
@@ -57,6 +75,8 @@ def test_node_is_up_with_a_gpu(slurm_cluster):
     assert state.rstrip("*~#") in {"idle", "mix", "alloc"}, state
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_toy_workflow_goes_through_sbatch_with_a_gpu_request(slurm_cluster, tmp_path):
     (tmp_path / "Snakefile").write_text(TOY)
     # an inherited CUDA_VISIBLE_DEVICES would reach the CPU job through sbatch's --export=ALL
