@@ -35,8 +35,12 @@ lint: venv
 bench: venv
 	$(PY) benchmarks/bench_norms.py
 
+# The main job: the whole default DAG (config/default.yaml), data fetch included.
+# Extra Snakemake arguments: make run SNAKEMAKE_ARGS="--configfile config/test.yaml"
+CORES ?= $(shell nproc)
+SNAKEMAKE_ARGS ?=
 run: venv
-	@echo "The main job (the default Snakemake DAG) lands with the workflow (issue 5)."; exit 2
+	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

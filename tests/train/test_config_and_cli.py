@@ -68,6 +68,18 @@ def test_resume_with_another_config_is_refused(make_config, tmp_path):
         train({**cfg, "seed": 99}, tmp_path / "run", resume=True)
 
 
+def test_restart_if_changed_clears_a_folder_of_another_config_and_starts_afresh(make_config, tmp_path):
+    cfg = make_config("classification", train={"max_steps": 20, "checkpoint_every": 10})
+    train(cfg, tmp_path / "run", stop_at_step=10)
+    (tmp_path / "run" / "notes.txt").write_text("not the engine's")
+    other = {**cfg, "seed": 99}
+    final = train(other, tmp_path / "run", resume=True, restart_if_changed=True)
+    fresh = train(other, tmp_path / "fresh")
+    assert final["status"] == "completed" and final["seed"] == 99
+    assert final["test"] == fresh["test"]  # a fresh run, not a resumed one of the old config
+    assert (tmp_path / "run" / "notes.txt").exists()  # only the engine's own files are cleared
+
+
 def normlab_train(*args):
     return subprocess.run(
         [sys.executable, "-m", "normlab.cli", "train", *map(str, args)],

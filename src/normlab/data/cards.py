@@ -7,6 +7,7 @@ from pathlib import Path
 from . import registry
 from .pipeline import card as read_card
 from .pipeline import prepared_dir
+from .sources import _atomic_write_text
 
 
 def _fmt(n) -> str:
@@ -32,15 +33,17 @@ def _oov(c: dict) -> str:
     return ", ".join(rates) or "-"
 
 
-def datasets_markdown(cache: str | Path | None = None) -> str:
-    """A markdown table of every dataset prepared in `cache` (others are listed as not prepared)."""
+def datasets_markdown(cache: str | Path | None = None, names: list[str] | None = None) -> str:
+    """A markdown table of the datasets `names` (default: every registered one) prepared in `cache`;
+    the others are listed as not prepared."""
     rows = [
         "| dataset | family | stands for | raw counts (from the source files) | splits | vocab | OOV | "
         "labels | license | source sha256 |",
         "|" + "---|" * 10,
     ]
     missing = []
-    for name, spec in registry.DATASETS.items():
+    for name in names or list(registry.DATASETS):
+        spec = registry.get(name)
         if not (prepared_dir(name, cache) / "card.json").exists():
             missing.append(name)
             continue
@@ -65,8 +68,9 @@ def datasets_markdown(cache: str | Path | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_datasets_md(path: str | Path = "paper_tables/datasets.md", cache: str | Path | None = None) -> Path:
+def write_datasets_md(
+    path: str | Path = "paper_tables/datasets.md", cache: str | Path | None = None, names: list[str] | None = None
+) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(datasets_markdown(cache))
+    _atomic_write_text(path, datasets_markdown(cache, names))
     return path

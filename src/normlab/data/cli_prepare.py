@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cards",
         action="store_true",
-        help="after preparing (or alone, with no NAME), write the datasets table",
+        help="after preparing (or alone, with no NAME), write the datasets table "
+        "(of the NAMEs given, else of every registered dataset)",
     )
     parser.add_argument("--out", default="paper_tables/datasets.md", help="where --cards writes the table")
 
@@ -34,7 +35,7 @@ def run(args) -> int:
             for name in selected(args):
                 prepare(name, args.cache, force=args.force)
         if args.cards:
-            print(f"wrote {write_datasets_md(args.out, args.cache)}")
+            print(f"wrote {write_datasets_md(args.out, args.cache, args.names or None)}")
     except (DataError, KeyError, ValueError) as err:
         print(f"normlab prepare: error: {err}", file=sys.stderr)
         return 1

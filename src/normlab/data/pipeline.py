@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import registry
 from .build import BUILDERS
-from .sources import Lock, cache_root, fetch_artifact, unpack
+from .sources import Lock, _atomic_write_text, cache_root, fetch_artifact, unpack
 from .store import DatasetSplit, load_split, read_meta, write_prepared
 
 PREP_VERSION = 1  # bump when preprocessing changes, so prepared folders are rebuilt
@@ -23,11 +23,19 @@ def fetch(
     spec = registry.get(name)
     root = cache_root(cache)
     lock = lock if lock is not None else Lock.load()
-    paths = {}
+    paths, record = {}, {}
     for art in spec.artifacts:
         raw = fetch_artifact(art, root, lock, record_new=record_new)
         paths[art.key] = unpack(art, raw, root) if art.members else raw
+        record[art.key] = {"file": raw.name, "sha256": lock.entries.get(art.key, {}).get("sha256")}
+    # The stamp a workflow can depend on: written only once every artifact is verified.
+    _atomic_write_text(fetched_stamp(name, cache), json.dumps({"dataset": name, "artifacts": record}, indent=2) + "\n")
     return paths
+
+
+def fetched_stamp(name: str, cache: str | Path | None = None) -> Path:
+    """CACHE/fetched/NAME.json: written by `fetch` after every artifact of NAME has been verified."""
+    return cache_root(cache) / "fetched" / f"{name}.json"
 
 
 def _fingerprint(spec, lock: Lock) -> str:

@@ -95,6 +95,10 @@ class BatchStatNorm(Norm):
         self.batch_mean: torch.Tensor | None = None
         self.batch_var: torch.Tensor | None = None
 
+    def stat_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features whose batch statistics this norm takes (its input, for BN), float32 at least."""
+        return as_stat_dtype(x)
+
     def uses_batch_stats(self) -> bool:
         return self.training or self.eval_with_batch_stats
 

@@ -107,7 +107,7 @@ class PowerNorm(BatchStatNorm):
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, pad_mask)
-        x = as_stat_dtype(group_scaling(x, self.groups) if self.groups else x)
+        x = self.stat_features(x)
         if not self.uses_batch_stats():
             return torch.addcmul(self.bias, x, (self.running_phi + self.eps).rsqrt() * self.weight)
         with torch.no_grad():
@@ -130,6 +130,10 @@ class PowerNorm(BatchStatNorm):
                 self.running_phi.mul_((step - 1) / step).add_(phi_batch / step)
             self.running_phi.lerp_(phi_batch, 1.0 - self.alpha_fwd)
         return y
+
+    def stat_features(self, x: torch.Tensor) -> torch.Tensor:
+        """GroupScaling first (when on): the statistics are those of the group-scaled input."""
+        return as_stat_dtype(group_scaling(x, self.groups) if self.groups else x)
 
     def tid_statistics(self) -> dict[str, torch.Tensor | None]:
         return {"batch_mean": None, "batch_var": self.batch_var, "running_mean": None, "running_var": self.running_phi}
@@ -157,9 +161,7 @@ class PowerNormVanilla(BatchStatNorm):
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, pad_mask)
-        if self.groups:
-            x = group_scaling(x, self.groups)
-        x = as_stat_dtype(x)
+        x = self.stat_features(x)
         if self.uses_batch_stats():
             sum_sq, count = masked_square_sums(x, pad_mask, sync=self.sync)
             phi = sum_sq / count
@@ -170,6 +172,10 @@ class PowerNormVanilla(BatchStatNorm):
         else:
             phi = self.running_phi
         return torch.addcmul(self.bias, x, (phi + self.eps).rsqrt() * self.weight)
+
+    def stat_features(self, x: torch.Tensor) -> torch.Tensor:
+        """GroupScaling first (when on): the statistics are those of the group-scaled input."""
+        return as_stat_dtype(group_scaling(x, self.groups) if self.groups else x)
 
     def tid_statistics(self) -> dict[str, torch.Tensor | None]:
         return {"batch_mean": None, "batch_var": self.batch_var, "running_mean": None, "running_var": self.running_phi}

@@ -15,6 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
     parser.add_argument(
+        "--restart-if-changed",
+        action="store_true",
+        help="with --resume: if --out holds a run of a different config, clear it and start afresh "
+        "(the workflow uses this; without it such a folder is refused)",
+    )
+    parser.add_argument(
         "--fail-on-divergence",
         action="store_true",
         help=f"exit {EXIT_DIVERGED} when the run diverges (default: exit 0; final.json says 'diverged')",
@@ -26,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from .engine import OutputExistsError, train
 
     try:
-        final = train(args.config, args.out, resume=args.resume)
+        final = train(args.config, args.out, resume=args.resume, restart_if_changed=args.restart_if_changed)
     except (ConfigError, OutputExistsError) as err:
         print(f"normlab train: {err}", file=sys.stderr)
         return 2

@@ -166,7 +166,7 @@ def _path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def describe_error(error: jsonschema.ValidationError) -> str:
     where, schema, value = _path(error), error.schema, error.instance
     if error.validator == "additionalProperties":
         valid = sorted(schema.get("properties", {}))
@@ -182,11 +182,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
-def _merge(defaults: dict, given: dict) -> dict:
+def merge(defaults: dict, given: dict) -> dict:
+    """A deep copy of ``defaults`` with ``given`` merged in (nested mappings merged, other values replaced)."""
     out = copy.deepcopy(defaults)
     for key, value in given.items():
         out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
         )
     return out
 
@@ -199,8 +200,8 @@ def validate(config: dict) -> dict:
         jsonschema.Draft202012Validator(SCHEMA).iter_errors(config), key=lambda e: list(e.absolute_path)
     )
     if errors:
-        raise ConfigError("invalid run config: " + "; ".join(_describe(e) for e in errors))
-    cfg = _merge(DEFAULTS, config)
+        raise ConfigError("invalid run config: " + "; ".join(describe_error(e) for e in errors))
+    cfg = merge(DEFAULTS, config)
     _check_semantics(cfg)
     return cfg
 

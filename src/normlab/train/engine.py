@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -122,6 +123,17 @@ def check_output_dir(out: Path, resume: bool) -> None:
         )
 
 
+RUN_FILES = ("config.yaml", "metrics.jsonl", "tid.jsonl", "tid_probe.jsonl", "final.json")
+
+
+def clear_run_folder(out: Path) -> None:
+    """Remove what the engine writes into a run folder (and nothing else)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    print(f"normlab train: {out} held a run of another config; cleared it and starting afresh", file=sys.stderr)
+
+
 def versions() -> dict:
     from importlib.metadata import version
 
@@ -141,12 +153,25 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def build_run_model(cfg: dict, task: TaskData) -> torch.nn.Module:
+    """The (untrained, CPU) model a validated run config builds for ``task``: what a run trains."""
+    opts = ModelOptions(**cfg["model"], warmup_steps=cfg["optim"]["warmup_steps"])
+    return build_model(task.family, opts, **task.model_sizes())
+
+
+def train_batches(cfg: dict, task: TaskData) -> list[np.ndarray]:
+    """The fixed index batches of the training split that a run with config ``cfg`` draws from."""
+    t = cfg["train"]
+    return split_batches(task, "train", t["max_tokens"], t["batch_size"], cfg["seed"], t["max_sentences"])
+
+
 def train(
     config: dict | str | Path,
     out_dir: str | Path,
     resume: bool = False,
     task: TaskData | None = None,
     stop_at_step: int | None = None,
+    restart_if_changed: bool = False,
 ) -> dict:
     """Run one training job; returns the ``final.json`` record.
 
@@ -155,6 +180,8 @@ def train(
     with files is an error unless ``resume``; resuming a finished run returns its ``final.json``.
     ``stop_at_step``: return after that step without a checkpoint or ``final.json``, exactly as if the
     process had been killed there (returns ``{"status": "interrupted", ...}``); for pre-emption tests.
+    ``restart_if_changed`` (with ``resume``): a folder started with a different config is cleared and
+    the run starts afresh instead of being refused (what a workflow wants when a cell's config changed).
     """
     cfg = config_mod.load(config) if isinstance(config, str | Path) else config_mod.validate(config)
     out = Path(out_dir)
@@ -164,7 +191,9 @@ def train(
         return json.loads((out / "final.json").read_text())
     if resume and (out / "config.yaml").exists():
         previous = yaml.safe_load((out / "config.yaml").read_text())
-        if config_mod.config_hash(previous) != config_mod.config_hash(cfg):
+        if config_mod.config_hash(previous) != config_mod.config_hash(cfg) and restart_if_changed:
+            clear_run_folder(out)
+        elif config_mod.config_hash(previous) != config_mod.config_hash(cfg):
             raise config_mod.ConfigError(
                 f"--resume: the config differs from the one {out} was started with ({out / 'config.yaml'}); "
                 "resume with the same config or start a new --out"
@@ -200,8 +229,7 @@ class _Run:
                 f"task: the config says {cfg['task']!r} but the data is {self.task.family!r}"
             )
         self.family = self.task.family
-        opts = ModelOptions(**cfg["model"], warmup_steps=self.ocfg["warmup_steps"])
-        self.model = build_model(self.family, opts, **self.task.model_sizes()).to(self.device)
+        self.model = build_run_model(cfg, self.task).to(self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.wrapped = self.model
         if world.active:
@@ -215,11 +243,8 @@ class _Run:
             eps=self.ocfg["eps"],
             weight_decay=self.ocfg["weight_decay"],
         )
-        max_tokens = tcfg_max = self.tcfg["max_tokens"]
-        self.train_batches = split_batches(
-            self.task, "train", max_tokens, self.tcfg["batch_size"], self.seed, self.tcfg["max_sentences"]
-        )
-        eval_tokens = self.ecfg["max_tokens"] or tcfg_max
+        self.train_batches = train_batches(cfg, self.task)
+        eval_tokens = self.ecfg["max_tokens"] or self.tcfg["max_tokens"]
         self.eval_batches = {
             s: split_batches(self.task, s, eval_tokens, self.tcfg["batch_size"], self.seed)
             for s in ("valid", "test")
@@ -238,6 +263,8 @@ class _Run:
             )
         if resume and (self.ckpt_dir / "last.pt").exists():
             self._restore(ckpt.load(self.ckpt_dir / "last.pt", self.device))
+            if world.main:
+                print(f"normlab train: resuming {out} from step {self.step}", file=sys.stderr, flush=True)
         elif world.main:
             for name in ("metrics.jsonl", "tid.jsonl", "tid_probe.jsonl"):
                 (out / name).unlink(missing_ok=True)

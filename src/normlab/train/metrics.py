@@ -25,3 +25,19 @@ def perplexity(nll_sum: float, n_tokens: int) -> float:
 def entity_f1(true_tags: list[list[str]], pred_tags: list[list[str]]) -> float:
     """Entity-level F1, seqeval strict mode with the IOB2 scheme (CoNLL-style)."""
     return float(f1_score(true_tags, pred_tags, mode="strict", scheme=IOB2))
+
+
+# The direction of every metric the engine reports (final.json, metrics.jsonl); the analysis orients
+# differences with it.  Keys are the metric names of `objectives.evaluate`.
+HIGHER_IS_BETTER: dict[str, bool] = {"bleu": True, "accuracy": True, "f1": True, "ppl": False, "loss": False}
+
+
+def higher_is_better(metric: str) -> bool:
+    """True where a larger value of ``metric`` is better (BLEU, accuracy, F1), False for ppl and loss."""
+    try:
+        return HIGHER_IS_BETTER[metric]
+    except KeyError:
+        raise KeyError(
+            f"no direction known for metric {metric!r}; add it to normlab.train.metrics.HIGHER_IS_BETTER "
+            f"(known: {', '.join(HIGHER_IS_BETTER)})"
+        ) from None

@@ -1,0 +1,27 @@
+# normlab: one DAG from raw data to every table and figure.
+#
+#   snakemake --cores 2                                   the default configuration (config/default.yaml)
+#   snakemake --cores 2 --configfile config/test.yaml     a tiny grid (what the tests run)
+#   snakemake --cores 8 --profile slurm --configfile config/paper.yaml   the papers' grid on SLURM GPUs
+#
+# Stages, one rule file each: workflows/data.smk (fetch, prepare), workflows/train.smk (one job per
+# dataset x placement x norm x seed), workflows/analysis.smk (probe each run, tidy tables, statistics),
+# workflows/paper.smk (paper_tables/, figures/, executed notebooks).  The configuration is checked
+# against workflows/schemas/config.schema.yaml before anything runs.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "workflows/common.smk"
+include: "workflows/data.smk"
+include: "workflows/train.smk"
+include: "workflows/analysis.smk"
+include: "workflows/paper.smk"
+
+
+rule all:
+    default_target: True
+    localrule: True
+    input:
+        PAPER_OUTPUTS,

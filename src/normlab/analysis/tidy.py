@@ -1,0 +1,277 @@
+"""``normlab collect``: the runs of a manifest -> tidy CSV tables (``docs/analysis_contract.md`` §4).
+
+This is the only place that reads run folders, probe folders and benchmark files; every table, figure,
+notebook and the claims report reads the tables written here (through :func:`read_tidy`).
+
+A manifest row whose run folder has no ``final.json`` becomes a ``missing`` run; a diverged run keeps
+its logs (curves, online TID) but has no scores.  Probe files may be absent or empty (a diverged run, a
+norm without batch statistics): they then add no rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from normlab.train.checkpoint import atomic_write
+from normlab.train.metrics import HIGHER_IS_BETTER, higher_is_better
+from normlab.train.objectives import primary_metric
+
+ID_COLUMNS = ["run_id", "config_name", "scale", "task", "dataset", "placement", "norm", "seed"]
+MANIFEST_COLUMNS = ID_COLUMNS + ["grids", "run_dir", "probe_dir", "benchmark"]
+
+# Every tidy table: its columns after the id columns (the contract's §4 table; tests check it).
+TABLES: dict[str, list[str]] = {
+    "runs": ["status", "grids", "steps", "epochs", "diverged_at_step", "wall_time_s", "tokens_seen",
+             "tokens_per_batch", "n_params", "device", "primary_metric", "higher_is_better", "config_hash"],
+    "scores": ["split", "stats", "metric", "value", "primary", "higher_is_better"],
+    "curves": ["step", "kind", "metric", "value"],
+    "tid": ["method", "step", "module", "layer", "position", "kind", "value", "std", "n_batches"],
+    "tid_decomposition": ["module", "layer", "position", "kind", "component", "value", "std", "n_batches",
+                          "tokens_per_batch", "method"],
+    "conditioning": ["module", "layer", "position", "measure", "value", "dim", "n_tokens"],
+    "benchmarks": ["rule", "s", "max_rss_mb", "cpu_time_s"],
+}
+STATUSES = ("completed", "diverged", "missing")
+CONDITION_MEASURES = ("c50", "c80", "cmax")
+
+
+def columns(table: str) -> list[str]:
+    return ID_COLUMNS + TABLES[table]
+
+
+# --- reading the pieces of one run ---------------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON-lines file; an absent or empty file has none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _read_json(path: Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _number(value) -> float:
+    """JSON null (NaN/inf written by json_safe) -> NaN."""
+    return math.nan if value is None else float(value)
+
+
+def _scores(final: dict, primary: str) -> list[dict]:
+    """final.json's ``{split: {stats: {metric: value}}}`` as rows; only metrics with a known direction
+    (counts and the BLEU signature are not scores)."""
+    rows = []
+    for split in ("valid", "test"):
+        for stats, metrics in (final.get(split) or {}).items():
+            for metric, value in (metrics or {}).items():
+                if metric in HIGHER_IS_BETTER:
+                    rows.append(dict(split=split, stats=stats, metric=metric, value=_number(value),
+                                     primary=metric == primary, higher_is_better=higher_is_better(metric)))
+    return rows
+
+
+def _curves(run_dir: Path) -> list[dict]:
+    rows = []
+    for rec in read_jsonl(run_dir / "metrics.jsonl"):
+        step, kind = rec.get("step"), rec.get("kind")
+        for metric, value in rec.items():
+            if metric in ("step", "kind") or isinstance(value, str):
+                continue
+            rows.append(dict(step=step, kind=kind, metric=metric, value=_number(value)))
+    return rows
+
+
+def _tid(run_dir: Path) -> list[dict]:
+    """Online TID (``tid.jsonl``, method online) and the engine's end-of-training probe (method probe)."""
+    rows = []
+    for name in ("tid.jsonl", "tid_probe.jsonl"):
+        for rec in read_jsonl(run_dir / name):
+            rows.append({c: rec.get(c) for c in TABLES["tid"]})
+    return rows
+
+
+def _conditioning(probe_dir: Path) -> list[dict]:
+    rows = []
+    for rec in read_jsonl(probe_dir / "conditioning.jsonl"):
+        for measure in CONDITION_MEASURES:
+            rows.append(dict(module=rec.get("module"), layer=rec.get("layer"), position=rec.get("position"),
+                             measure=measure, value=_number(rec.get(measure)), dim=rec.get("dim"),
+                             n_tokens=rec.get("n_tokens")))
+    return rows
+
+
+def read_benchmark(path: Path) -> dict | None:
+    """One Snakemake ``benchmark:`` TSV (columns s, h:m:s, max_rss, ..., cpu_time; one row per repeat;
+    '-' where unmeasured) -> the mean over repeats of wall seconds, peak RSS (MB) and CPU seconds."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, sep="\t", na_values=["-", "NA"])
+    missing = [c for c in ("s", "max_rss", "cpu_time") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: not a Snakemake benchmark file (no column(s) {missing})")
+    mean = table[["s", "max_rss", "cpu_time"]].apply(pd.to_numeric, errors="coerce").mean()
+    return dict(s=mean["s"], max_rss_mb=mean["max_rss"], cpu_time_s=mean["cpu_time"])
+
+
+def _benchmark_columns(manifest: pd.DataFrame) -> dict[str, str]:
+    """Manifest column -> rule: ``benchmark`` is the train rule's; ``benchmark_<rule>`` any other rule's."""
+    cols = {"benchmark": "train"} if "benchmark" in manifest.columns else {}
+    cols.update({c: c.removeprefix("benchmark_") for c in manifest.columns if c.startswith("benchmark_")})
+    return cols
+
+
+def _check_identity(row: pd.Series, final: dict, run_dir: Path) -> None:
+    """The run folder must hold the cell the manifest says (a wiring error otherwise)."""
+    expected = dict(task=row["task"], norm=row["norm"], placement=row["placement"], seed=int(row["seed"]))
+    wrong = {k: (v, final.get(k)) for k, v in expected.items() if k in final and final[k] != v}
+    if wrong:
+        detail = ", ".join(f"{k}: manifest {m!r}, final.json {f!r}" for k, (m, f) in wrong.items())
+        raise ValueError(f"{run_dir}/final.json does not belong to manifest row {row['run_id']!r} ({detail}); "
+                         "fix the manifest or the run folder")
+
+
+# --- the collection ------------------------------------------------------------------------------
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} does not exist; the workflow writes results/manifest.csv")
+    manifest = pd.read_csv(path, dtype={"seed": int}, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"manifest {path} lacks column(s) {missing}; docs/analysis_contract.md §2 lists them")
+    dup = manifest["run_id"][manifest["run_id"].duplicated()].tolist()
+    if dup:
+        raise ValueError(f"manifest {path} lists run_id(s) {dup} more than once")
+    return manifest
+
+
+def _resolve(base: Path, value: str) -> Path | None:
+    if not value:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def collect(manifest: pd.DataFrame, base: Path = Path(".")) -> dict[str, pd.DataFrame]:
+    """Every tidy table of §4 from a manifest; relative paths in it are taken from ``base``."""
+    rows: dict[str, list[dict]] = {name: [] for name in TABLES}
+    bench_cols = _benchmark_columns(manifest)
+    # a missing run's primary metric: that of the dataset's other runs, else the family default
+    known_primary: dict[str, str] = {}
+    finals = {}
+    for _, row in manifest.iterrows():
+        run_dir = _resolve(base, row["run_dir"])
+        finals[row["run_id"]] = _read_json(run_dir / "final.json") if run_dir else None
+        if finals[row["run_id"]]:
+            known_primary.setdefault(row["dataset"], finals[row["run_id"]].get("primary_metric"))
+
+    for _, row in manifest.iterrows():
+        ids = {c: row[c] for c in ID_COLUMNS}
+        ids["seed"] = int(ids["seed"])
+        run_dir, probe_dir = _resolve(base, row["run_dir"]), _resolve(base, row["probe_dir"])
+        final = finals[row["run_id"]]
+        probe = _read_json(probe_dir / "probe.json") if probe_dir else None
+        decomposition = read_jsonl(probe_dir / "tid_decomposition.jsonl") if probe_dir else []
+        if final is None:
+            status = "missing"
+            primary = known_primary.get(row["dataset"]) or primary_metric(row["task"])
+        else:
+            _check_identity(row, final, run_dir)
+            status = final["status"]
+            primary = final.get("primary_metric") or primary_metric(row["task"])
+        tokens_per_batch = (probe or {}).get("tokens_per_batch")
+        if tokens_per_batch is None and decomposition:
+            tokens_per_batch = decomposition[0].get("tokens_per_batch")
+        final = final or {}
+        rows["runs"].append(ids | dict(
+            status=status, grids=row["grids"], steps=final.get("steps"), epochs=final.get("epochs"),
+            diverged_at_step=final.get("diverged_at_step"), wall_time_s=final.get("wall_time_s"),
+            tokens_seen=final.get("tokens_seen"), tokens_per_batch=tokens_per_batch,
+            n_params=final.get("n_params"), device=final.get("device"), primary_metric=primary,
+            higher_is_better=higher_is_better(primary), config_hash=final.get("config_hash")))
+        for col, rule in bench_cols.items():
+            bench = read_benchmark(_resolve(base, row[col])) if row[col] else None
+            if bench is not None:
+                rows["benchmarks"].append(ids | dict(rule=rule, **bench))
+        if status == "missing":
+            continue
+        if status == "completed":
+            rows["scores"] += [ids | r for r in _scores(final, primary)]
+        rows["curves"] += [ids | r for r in _curves(run_dir)]
+        rows["tid"] += [ids | r for r in _tid(run_dir)]
+        rows["tid_decomposition"] += [ids | {c: r.get(c) for c in TABLES["tid_decomposition"]}
+                                      for r in decomposition]
+        if probe_dir:
+            rows["conditioning"] += [ids | r for r in _conditioning(probe_dir)]
+    return {name: pd.DataFrame(rows[name], columns=columns(name)) for name in TABLES}
+
+
+# --- writing and reading the tables --------------------------------------------------------------
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Atomically (temporary file + rename): a reader never sees half a table."""
+    atomic_write(Path(path), lambda f: f.write(frame.to_csv(index=False).encode()))
+
+
+def write_tidy(tables: dict[str, pd.DataFrame], out: Path) -> None:
+    for name, frame in tables.items():
+        write_csv(frame, Path(out) / f"{name}.csv")
+
+
+def read_tidy(tidy_dir: Path, tables: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
+    """The tidy tables as DataFrames with the contract's columns (an absent file is an error)."""
+    out = {}
+    for name in tables or tuple(TABLES):
+        path = Path(tidy_dir) / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"tidy table {path} does not exist; run `normlab collect` first")
+        frame = pd.read_csv(path, keep_default_na=True)
+        lacking = [c for c in columns(name) if c not in frame.columns]
+        if lacking:
+            raise ValueError(f"{path} lacks column(s) {lacking}; re-run `normlab collect`")
+        for col in ("primary", "higher_is_better"):
+            if col in frame.columns:
+                frame[col] = frame[col].map(_as_bool)
+        out[name] = frame
+    return out
+
+
+def _as_bool(value):
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return value
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, type=Path, help="results/manifest.csv (contract §2)")
+    parser.add_argument("--out", required=True, type=Path, help="folder of the tidy CSVs (results/tidy)")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="folder that relative paths in the manifest start from (default: the current one)")
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = read_manifest(args.manifest)
+    tables = collect(manifest, args.base or Path("."))
+    write_tidy(tables, args.out)
+    status = tables["runs"]["status"].value_counts()
+    counts = ", ".join(f"{status.get(s, 0)} {s}" for s in STATUSES)
+    print(f"collected {len(manifest)} runs ({counts}) into {args.out}")
+    return 0

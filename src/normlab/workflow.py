@@ -1,0 +1,191 @@
+"""The workflow configuration: schema check, the grid of runs, and the run config of each cell.
+
+The Snakefile calls :func:`load` once at parse time; everything the rules need (the cells, each
+cell's run config, the manifest, per-rule resources) comes from here, so it is tested without
+Snakemake.  A configuration (``config/*.yaml``) has:
+
+* ``datasets``: per dataset, the run-config sections (``model``, ``optim``, ``train``, ``eval``),
+  ``data_options`` and ``norm_options``; the task comes from the dataset registry;
+* ``grids``: named blocks, each a cross product datasets × placements × norms × seeds; the runs are
+  the union (a cell in two blocks is one run, listed under both);
+* ``run_defaults`` (applied first), ``norm_options`` (per norm, ``all``/``post``/``pre``) and
+  ``overrides`` (single cells, applied last, each with a reason).
+
+Every problem is reported before any job runs: the schema check names the key and the valid values,
+and every cell's run config is validated by :mod:`normlab.train.config`, so a cell a model cannot run
+fails at parse time with the cell's id.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from normlab.data import DATASETS
+from normlab.norms import NORMS
+from normlab.train.config import ConfigError, describe_error, merge, validate
+
+PLACEMENTS = ("post", "pre")
+
+
+class WorkflowConfigError(ValueError):
+    """A workflow configuration that cannot run; the message names the key or cell and the fix."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    dataset: str
+    placement: str
+    norm: str
+    seed: int
+    grids: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.dataset}/{self.placement}/{self.norm}/seed{self.seed}"
+
+    @property
+    def wildcards(self) -> dict:
+        return {"dataset": self.dataset, "placement": self.placement, "norm": self.norm, "seed": self.seed}
+
+
+def load_schema(path: str | Path) -> dict:
+    """The JSON schema with the registries' dataset and norm names filled in."""
+    schema = yaml.safe_load(Path(path).read_text())
+    schema["$defs"]["dataset_name"] = {"enum": list(DATASETS)}
+    schema["$defs"]["norm_name"] = {"enum": list(NORMS)}
+    return schema
+
+
+def check(config: dict, schema: dict) -> dict:
+    """Schema-check a workflow config and fill the defaults; raises WorkflowConfigError."""
+    if not isinstance(config, dict):
+        raise WorkflowConfigError("a workflow config is a mapping; see config/default.yaml")
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        raise WorkflowConfigError("invalid workflow config: " + "; ".join(describe_error(e) for e in errors))
+    cfg = copy.deepcopy(config)
+    cfg.setdefault("data_cache", "data_cache")
+    cfg.setdefault("run_defaults", {})
+    cfg.setdefault("norm_options", {})
+    cfg.setdefault("overrides", [])
+    cfg["analysis"] = {"probe_batches": 16, **cfg.get("analysis", {})}
+    cfg.setdefault("resources", {})
+    for name, grid in cfg["grids"].items():
+        unknown = [d for d in grid["datasets"] if d not in cfg["datasets"]]
+        if unknown:
+            raise WorkflowConfigError(
+                f"grids.{name}.datasets: {', '.join(unknown)} not configured under `datasets`; "
+                f"configured: {', '.join(cfg['datasets'])}"
+            )
+    return cfg
+
+
+def cells(cfg: dict) -> list[Cell]:
+    """The union of the grids, in a stable order; each cell lists the grids it belongs to."""
+    found: dict[tuple, list[str]] = {}
+    for name, grid in cfg["grids"].items():
+        for dataset in grid["datasets"]:
+            for placement in grid["placements"]:
+                for norm in grid["norms"]:
+                    for seed in grid.get("seeds", cfg["seeds"]):
+                        found.setdefault((dataset, placement, norm, seed), []).append(name)
+    return [Cell(*key, grids=tuple(names)) for key, names in found.items()]
+
+
+def _norm_options(section: dict, norm: str, placement: str) -> dict:
+    opts = section.get(norm, {})
+    return merge(opts.get("all", {}), opts.get(placement, {}))
+
+
+def run_config(cfg: dict, cell: Cell) -> dict:
+    """The run config (normlab.train) of one cell, not yet validated."""
+    entry = cfg["datasets"][cell.dataset]
+    run = merge(cfg["run_defaults"], {k: entry[k] for k in ("model", "optim", "train", "eval") if k in entry})
+    run["task"] = DATASETS[cell.dataset].family
+    run["seed"] = cell.seed
+    run["data"] = {
+        "source": "normlab",
+        "name": cell.dataset,
+        "options": {"cache": cfg["data_cache"], **entry.get("data_options", {})},
+    }
+    model = run.setdefault("model", {})
+    model["norm"], model["placement"] = cell.norm, cell.placement
+    model["norm_options"] = merge(
+        _norm_options(cfg["norm_options"], cell.norm, cell.placement),
+        _norm_options(entry.get("norm_options", {}), cell.norm, cell.placement),
+    )
+    for override in cfg["overrides"]:
+        if all(getattr(cell, key) == value for key, value in override["where"].items()):
+            run = merge(run, override["set"])
+    return run
+
+
+def validated_run_configs(cfg: dict) -> dict[str, dict]:
+    """run_id -> validated run config for every cell; the first bad cell raises, named."""
+    out = {}
+    for cell in cells(cfg):
+        try:
+            out[cell.run_id] = validate(run_config(cfg, cell))
+        except ConfigError as err:
+            raise WorkflowConfigError(
+                f"grid cell {cell.run_id} (grids: {', '.join(cell.grids)}) cannot run: {err}"
+            ) from None
+    return out
+
+
+def load(config: dict, schema_path: str | Path) -> tuple[dict, list[Cell], dict[str, dict]]:
+    """What the Snakefile needs: the checked config, the cells, and each cell's validated run config."""
+    cfg = check(config, load_schema(schema_path))
+    return cfg, cells(cfg), validated_run_configs(cfg)
+
+
+def load_file(path: str | Path, schema_path: str | Path) -> tuple[dict, list[Cell], dict[str, dict]]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise WorkflowConfigError(f"workflow config {path} does not exist") from None
+    return load(raw, schema_path)
+
+
+def resources(cfg: dict, rule: str) -> dict:
+    """threads / mem_mb / runtime of a rule: its own entry over `default` over built-in fallbacks."""
+    base = {"threads": 1, "mem_mb": 2000, "runtime": 30}
+    return {**base, **cfg["resources"].get("default", {}), **cfg["resources"].get(rule, {})}
+
+
+MANIFEST_COLUMNS = (
+    "run_id", "config_name", "scale", "task", "dataset", "placement", "norm", "seed", "grids",
+    "run_dir", "probe_dir", "benchmark",
+)  # fmt: skip
+
+
+def manifest_csv(cfg: dict, cell_list: list[Cell], paths: dict[str, str]) -> str:
+    """The manifest (docs/analysis_contract.md §2); ``paths`` holds the path patterns of run_dir,
+    probe_dir and benchmark with the cell's wildcards in braces."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for cell in cell_list:
+        writer.writerow(
+            {
+                "run_id": cell.run_id,
+                "config_name": cfg["name"],
+                "scale": cfg["scale"],
+                "task": DATASETS[cell.dataset].family,
+                **cell.wildcards,
+                "grids": ";".join(cell.grids),
+                **{key: pattern.format(**cell.wildcards) for key, pattern in paths.items()},
+            }
+        )
+    return buf.getvalue()

@@ -1,0 +1,58 @@
+# Configuration, the grid of runs and shared helpers.  The logic lives in normlab.workflow (tested
+# without Snakemake); this file only binds it to the workflow.
+import shutil
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+
+from normlab.workflow import WorkflowConfigError, load, manifest_csv, resources
+
+
+# No `configfile:` directive: Snakemake would deep-merge --configfile over it, mixing two grids.
+# Without --configfile the default configuration is read, with any --config values on top.
+if "name" not in config:
+    from normlab.train.config import merge
+
+    _given = dict(config)
+    config.clear()
+    config.update(merge(yaml.safe_load(Path(workflow.basedir, "config/default.yaml").read_text()), _given))
+
+try:
+    CFG, CELLS, RUN_CONFIGS = load(config, Path(workflow.basedir, "workflows/schemas/config.schema.yaml"))
+except WorkflowConfigError as err:
+    raise WorkflowError(f"{err}\n(fix the workflow config; its schema is workflows/schemas/config.schema.yaml)")
+
+DATA_CACHE = CFG["data_cache"]
+DATASETS_USED = sorted({c.dataset for c in CELLS})
+# Jobs call the `normlab` command: from the activated venv (`make run` puts .venv/bin first on PATH;
+# SLURM jobs inherit it) or from the conda environment envs/normlab.yaml (--sdm conda).
+if shutil.which("normlab") is None and "conda" not in str(workflow.deployment_settings.deployment_method).lower():
+    raise WorkflowError(
+        "the `normlab` command is not on PATH: run `make run`, or `source .venv/bin/activate` first "
+        "(`make venv` builds it), or use --software-deployment-method conda"
+    )
+
+RUN_DIR = "results/runs/{dataset}/{placement}/{norm}/seed{seed}"
+PROBE_DIR = "results/probes/{dataset}/{placement}/{norm}/seed{seed}"
+TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/{placement}/{norm}/seed{seed}.tsv"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS_USED),
+    placement="post|pre",
+    norm="|".join(sorted({c.norm for c in CELLS}, key=len, reverse=True)),
+    seed=r"\d+",
+
+
+def per_run(pattern):
+    """`pattern` for every cell of the grid."""
+    return [pattern.format(**c.wildcards) for c in CELLS]
+
+
+def cell_id(wildcards):
+    return f"{wildcards.dataset}/{wildcards.placement}/{wildcards.norm}/seed{wildcards.seed}"
+
+
+def rule_resources(rule):
+    return resources(CFG, rule)

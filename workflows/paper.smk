@@ -1,0 +1,129 @@
+# Paper: tables into paper_tables/, figures into figures/, executed notebooks into notebooks/executed/.
+# These rules read only the tidy tables and statistics, so re-plotting never re-trains anything.
+
+TABLES = ["table2_bn_rbn", "ln_family", "conditioning", "runtime"]
+FIGURES = [
+    "tid_curves",
+    "tid_decomposition",
+    "tid_bn_vs_rbn",
+    "tid_vs_gap",
+    "eval_mode_gap",
+    "training_curves",
+    "conditioning",
+]
+NOTEBOOKS = ["tid_dynamics", "performance", "conditioning", "ln_family"]
+
+PAPER_OUTPUTS = (
+    [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex", "csv")]
+    + ["paper_tables/claims.md", "paper_tables/datasets.md"]
+    + [f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
+    + [f"notebooks/executed/{nb}.ipynb" for nb in NOTEBOOKS]
+)
+
+
+rule tables:
+    """Table 2 analogue (LN/BN/RBN/PowerNorm, Post and Pre), the LN family, conditioning, runtime."""
+    input:
+        tidy=TIDY_TABLES,
+        stats=STATS_TABLES,
+    output:
+        [
+            report(
+                f"paper_tables/{t}.md",
+                caption=f"report/{t}.rst",
+                category="Tables",
+            )
+            for t in TABLES
+        ],
+        [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("tex", "csv")],
+    params:
+        tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
+        stats=lambda wc, input: str(Path(input.stats[0]).parent),
+        out=lambda wc, output: str(Path(output[0]).parent),
+    log:
+        "logs/paper/tables.log",
+    conda:
+        "../envs/normlab.yaml"
+    shell:
+        "normlab tables --tidy {params.tidy} --stats {params.stats} --out {params.out} > {log} 2>&1"
+
+
+rule claims:
+    """One verdict per claim of the two papers, with its evidence and, for TID, the noise floor."""
+    input:
+        tidy=TIDY_TABLES,
+        stats=STATS_TABLES,
+    output:
+        report("paper_tables/claims.md", caption="report/claims.rst", category="Claims"),
+    params:
+        tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
+        stats=lambda wc, input: str(Path(input.stats[0]).parent),
+    log:
+        "logs/paper/claims.log",
+    conda:
+        "../envs/normlab.yaml"
+    shell:
+        "normlab claims --tidy {params.tidy} --stats {params.stats} --out {output} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        tidy=TIDY_TABLES,
+        stats=STATS_TABLES,
+    output:
+        [
+            report(f"figures/{f}.png", caption=f"report/{f}.rst", category="Figures")
+            for f in FIGURES
+        ],
+        [f"figures/{f}.pdf" for f in FIGURES],
+    params:
+        tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
+        stats=lambda wc, input: str(Path(input.stats[0]).parent),
+        out=lambda wc, output: str(Path(output[0]).parent),
+    log:
+        "logs/paper/figures.log",
+    conda:
+        "../envs/normlab.yaml"
+    shell:
+        "normlab figures --tidy {params.tidy} --stats {params.stats} --out {params.out} > {log} 2>&1"
+
+
+rule notebook:
+    """Execute one jupytext notebook against the tidy tables (papermill) into an .ipynb to open."""
+    input:
+        notebook="notebooks/{notebook}.py",
+        tidy=TIDY_TABLES,
+        stats=STATS_TABLES,
+        tables=rules.tables.output,
+        figures=rules.figures.output,
+    output:
+        report("notebooks/executed/{notebook}.ipynb", caption="report/notebook.rst", category="Notebooks"),
+    params:
+        tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
+        stats=lambda wc, input: str(Path(input.stats[0]).parent),
+        tables=lambda wc, input: str(Path(input.tables[0]).parent),
+        figures=lambda wc, input: str(Path(input.figures[0]).parent),
+    log:
+        "logs/paper/notebook_{notebook}.log",
+    conda:
+        "../envs/normlab.yaml"
+    shell:
+        "python -m normlab.analysis.notebooks {input.notebook} --out {output} --tidy-dir {params.tidy} "
+        "--stats-dir {params.stats} --tables-dir {params.tables} --figures-dir {params.figures} > {log} 2>&1"
+
+
+rule datasets_table:
+    """The datasets this configuration uses: sizes, vocabularies, licenses, source checksums."""
+    input:
+        expand(f"{DATA_CACHE}/prepared/{{dataset}}/card.json", dataset=DATASETS_USED),
+    output:
+        report("paper_tables/datasets.md", caption="report/datasets.rst", category="Tables"),
+    params:
+        cache=lambda wc, input: str(Path(input[0]).parents[2]),
+        names=" ".join(DATASETS_USED),
+    log:
+        "logs/paper/datasets_table.log",
+    conda:
+        "../envs/normlab.yaml"
+    shell:
+        "normlab prepare --cards {params.names} --cache {params.cache} --out {output} > {log} 2>&1"
