@@ -86,7 +86,7 @@ class SlurmCluster:
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=check, timeout=timeout)
 
     def job(self, job_id: int | str) -> dict[str, str]:
-        """`scontrol show job` as a dict (completed jobs stay visible for MinJobAge, 300 s by default)."""
+        """`scontrol show job` as a dict (finished jobs stay visible for MinJobAge, 2 h in our config)."""
         out = self.run("scontrol", "show", "job", "--oneliner", str(job_id)).stdout
         return dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
 
@@ -169,6 +169,8 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MpiDefault=none
 ReturnToService=2
+# keep finished jobs queryable (`scontrol show job`) for a whole test session, not the default 300 s
+MinJobAge=7200
 GresTypes=gpu
 {node_spec} NodeAddr=127.0.0.1 Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
