@@ -6,7 +6,7 @@ TIDY_TABLES = [
     f"results/tidy/{name}.csv"
     for name in ("runs", "scores", "curves", "tid", "tid_decomposition", "conditioning", "benchmarks")
 ]
-STATS_TABLES = ["results/stats/comparisons.csv", "results/stats/correlations.csv"]
+STATS_TABLES = [f"results/stats/{name}.csv" for name in ("summary", "comparisons", "tid_summary", "correlations")]
 
 
 rule probe:

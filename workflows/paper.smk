@@ -15,7 +15,7 @@ NOTEBOOKS = ["tid_dynamics", "performance", "conditioning", "ln_family"]
 
 PAPER_OUTPUTS = (
     [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex", "csv")]
-    + ["paper_tables/claims.md", "paper_tables/datasets.md"]
+    + ["paper_tables/claims.md", "paper_tables/claims.csv", "paper_tables/datasets.md"]
     + [f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
     + [f"notebooks/executed/{nb}.ipynb" for nb in NOTEBOOKS]
 )
@@ -54,7 +54,8 @@ rule claims:
         tidy=TIDY_TABLES,
         stats=STATS_TABLES,
     output:
-        report("paper_tables/claims.md", caption="report/claims.rst", category="Claims"),
+        md=report("paper_tables/claims.md", caption="report/claims.rst", category="Claims"),
+        csv="paper_tables/claims.csv",
     params:
         tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
@@ -63,7 +64,7 @@ rule claims:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab claims --tidy {params.tidy} --stats {params.stats} --out {output} > {log} 2>&1"
+        "normlab claims --tidy {params.tidy} --stats {params.stats} --out {output.md} > {log} 2>&1"
 
 
 rule figures:
