@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -56,13 +57,27 @@ def seed_cache(cache: Path) -> Path:
     return cache
 
 
-def cap_gpu_cpus(profile_dir: Path, cpus: int) -> None:
-    """The profile asks `cpus_per_gpu` per training job; a node with fewer CPUs could never run it."""
+def profile_file(profile_dir: Path) -> Path:
     (path,) = [p for p in profile_dir.iterdir() if re.fullmatch(r"(profile|config)(\.v\d+\+)?\.yaml", p.name)]
+    return path
+
+
+def gpu_rules(profile_dir: Path) -> set[str]:
+    """The rules the profile asks a GPU for."""
+    profile = yaml.safe_load(profile_file(profile_dir).read_text())
+    return {rule for rule, res in (profile.get("set-resources") or {}).items() if int(res.get("gpu", 0)) > 0}
+
+
+def cap_gpu_cpus(profile_dir: Path, cpus: int) -> None:
+    """The profile asks `cpus_per_gpu` per training job; a node with fewer CPUs could never run it.
+
+    Then ask for one: the test config trains with one thread, and the node's other CPUs stay free for
+    the jobs that need no GPU (the node has a single fake GPU)."""
+    path = profile_file(profile_dir)
     profile = yaml.safe_load(path.read_text())
     for res in [profile.get("default-resources") or {}, *(profile.get("set-resources") or {}).values()]:
         if int(res.get("cpus_per_gpu", 0)) > cpus:
-            res["cpus_per_gpu"] = cpus
+            res["cpus_per_gpu"] = 1
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
 
 
@@ -104,21 +119,25 @@ def test_test_config_on_slurm_matches_the_local_run(slurm_cluster, tmp_path):
     r_slurm = snakemake(on_slurm, cache, "--cores", "2", "--profile", "slurm", *SLURM_LOCAL_FLAGS,
                         env=slurm_cluster.env, timeout=3600)
 
-    # every job the local run ran as a non-local rule went through sbatch in the SLURM run
-    ran_locally = [rule for local_, rule in RULE_RAN.findall(r_local.stderr) if not local_]
+    # the SLURM run ran the local run's jobs (its data was prepared by then), each non-local one via sbatch
+    local_jobs = Counter(rule for _, rule in RULE_RAN.findall(r_local.stderr))
+    slurm_blocks = RULE_RAN.findall(r_slurm.stderr)
+    remote = Counter(rule for is_local, rule in slurm_blocks if not is_local)
+    slurm_jobs = Counter(rule for _, rule in slurm_blocks)
+    for rule in set(local_jobs) - {"fetch", "prepare"}:
+        assert slurm_jobs[rule] >= local_jobs[rule], f"{rule}: {local_jobs[rule]} local, {slurm_jobs[rule]} SLURM"
     submitted = SUBMITTED.findall(r_slurm.stderr)
-    submitted_rules = [rule for _, rule in submitted]
-    assert ran_locally, f"the local run ran no job:\n{r_local.stderr[-2000:]}"
-    for rule in set(ran_locally) - {"prepare", "fetch"}:  # the data was prepared by the local run
-        assert submitted_rules.count(rule) >= ran_locally.count(rule), (
-            f"rule {rule}: {ran_locally.count(rule)} local jobs but {submitted_rules.count(rule)} SLURM submissions")
+    assert Counter(rule for _, rule in submitted) == remote, "a non-local job was not submitted with sbatch"
+    assert remote["train"] >= local_jobs["train"] > 0, "the training jobs did not go to SLURM"
     ctld_log = slurm_cluster.ctld_log()
     for job_id, rule in submitted:
         assert f"_slurm_rpc_submit_batch_job: JobId={job_id} " in ctld_log, f"{rule}: job {job_id} not in slurmctld.log"
-    # the profile's GPU request reached sbatch for every training job, and only for those
+    # the profile's GPU requests reached sbatch for the rules that have one (training), and only those
+    wants_gpu = gpu_rules(on_slurm / "slurm")
+    assert "train" in wants_gpu, f"the profile asks no GPU for training: {wants_gpu}"
     for job_id, rule in submitted:
         tres = slurm_cluster.job(job_id).get("TresPerJob", "")
-        assert ("gpu:1" in tres) == (rule == "train"), f"job {job_id} ({rule}): TresPerJob={tres!r}"
+        assert ("gpu:1" in tres) == (rule in wants_gpu), f"job {job_id} ({rule}): TresPerJob={tres!r}"
     assert not slurm_cluster.run("squeue", "-h").stdout.strip(), "jobs left in the queue after the workflow"
 
     # the same runs with the same results, and the same tables, figures and notebooks
