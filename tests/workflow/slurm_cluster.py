@@ -369,9 +369,11 @@ def local_slurm(root: Path = DEFAULT_ROOT, timeout: float = 90.0) -> Iterator[Sl
         cluster.startup_s = time.monotonic() - t0
         yield cluster
     finally:
-        if cluster is not None and any(d.name == "slurmctld" for d in started):
-            _cancel_all_jobs(cluster)
-        for d in reversed(started):  # slurmd, slurmctld, munged
-            d.stop()
-        if linked:
-            SYSTEM_CONF.unlink(missing_ok=True)
+        try:
+            if cluster is not None and any(d.name == "slurmctld" and d.alive() for d in started):
+                _cancel_all_jobs(cluster)
+        finally:  # whatever happened above, the daemons we started go
+            for d in reversed(started):  # slurmd, slurmctld, munged
+                d.stop()
+            if linked:
+                SYSTEM_CONF.unlink(missing_ok=True)
