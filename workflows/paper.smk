@@ -92,7 +92,8 @@ rule figures:
 rule notebook:
     """Execute one jupytext notebook against the tidy tables (papermill) into an .ipynb to open."""
     input:
-        notebook="notebooks/{notebook}.py",
+        # the notebook sources live with the workflow (the working directory may be elsewhere)
+        notebook=str(Path(workflow.basedir, "notebooks", "{notebook}.py")),
         tidy=TIDY_TABLES,
         stats=STATS_TABLES,
         tables=rules.tables.output,
@@ -104,13 +105,14 @@ rule notebook:
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         tables=lambda wc, input: str(Path(input.tables[0]).parent),
         figures=lambda wc, input: str(Path(input.figures[0]).parent),
+        out=lambda wc, output: str(Path(output[0]).parent),
     log:
         "logs/paper/notebook_{notebook}.log",
     conda:
         "../envs/normlab.yaml"
     shell:
-        "python -m normlab.analysis.notebooks {input.notebook} --out {output} --tidy-dir {params.tidy} "
-        "--stats-dir {params.stats} --tables-dir {params.tables} --figures-dir {params.figures} > {log} 2>&1"
+        "python -m normlab.analysis.notebooks {input.notebook} --out {params.out} --tidy {params.tidy} "
+        "--stats {params.stats} --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 
 rule datasets_table:

@@ -1,0 +1,33 @@
+"""Run the project's Snakefile from tests: in a scratch working directory, with the venv on PATH."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def snakemake(*args: str, workdir: Path | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """`snakemake` with this repository's Snakefile; outputs go to `workdir` (default: the repository)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile")]
+    if workdir is not None:
+        cmd += ["--directory", str(workdir)]
+    return subprocess.run([*cmd, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a (dry) run: rule -> number of jobs."""
+    table = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
+    counts = {}
+    for line in table.splitlines()[3:]:
+        m = re.fullmatch(r"\s*(\S+)\s+(\d+)\s*", line)
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
