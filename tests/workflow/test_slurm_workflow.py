@@ -1,0 +1,148 @@
+"""The test configuration through `--profile slurm` on a real single-node SLURM, against a local run.
+
+Two copies of the repository (tracked and non-ignored files) run the workflow's default target with
+config/test.yaml: one with `snakemake --cores 2`, one with `--profile slurm` plus the overrides a
+cluster without an accounting database needs.  Both use one data cache in the test's tmp dir, whose
+raw downloads are linked from $NORMLAB_DATA/raw or ./data_cache/raw when those exist (otherwise the
+workflow's fetch rule downloads them).  The SLURM run must submit every non-local job with sbatch,
+ask for a GPU for every training job (the profile's `gpu: 1`), and reproduce each run's final
+metrics exactly (CPU training is deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .test_slurm_cluster import SLURM_LOCAL_FLAGS, SUBMITTED
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = "config/test.yaml"
+RULE_RAN = re.compile(r"^(local)?rule (\w+):$", re.M)
+# what a run's final.json says about its result; wall time, memory and versions may differ
+FINAL_KEYS = ("status", "steps", "epochs", "tokens_seen", "valid", "test", "primary_metric",
+              "diverged_at_step", "config_hash", "n_params", "device")
+
+
+def copy_repo(dest: Path) -> Path:
+    """The files git would commit (tracked + untracked, not ignored): no .venv, caches or results."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():  # a tracked file deleted in the work tree is skipped
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_bytes(src.read_bytes())
+    return dest
+
+
+def seed_cache(cache: Path) -> Path:
+    """A fresh data cache whose verified downloads are links to an existing cache's, when there is one."""
+    raw = cache / "raw"
+    raw.mkdir(parents=True)
+    for source in (os.environ.get("NORMLAB_DATA"), REPO / "data_cache"):
+        if source and (Path(source) / "raw").is_dir():
+            for f in (Path(source) / "raw").iterdir():
+                if f.is_file():
+                    (raw / f.name).symlink_to(f.resolve())
+            break
+    return cache
+
+
+def profile_file(profile_dir: Path) -> Path:
+    (path,) = [p for p in profile_dir.iterdir() if re.fullmatch(r"(profile|config)(\.v\d+\+)?\.yaml", p.name)]
+    return path
+
+
+def gpu_rules(profile_dir: Path) -> set[str]:
+    """The rules the profile asks a GPU for."""
+    profile = yaml.safe_load(profile_file(profile_dir).read_text())
+    return {rule for rule, res in (profile.get("set-resources") or {}).items() if int(res.get("gpu", 0)) > 0}
+
+
+def cap_gpu_cpus(profile_dir: Path, cpus: int) -> None:
+    """The profile asks `cpus_per_gpu` per training job; a node with fewer CPUs could never run it.
+
+    Then ask for one: the test config trains with one thread, and the node's other CPUs stay free for
+    the jobs that need no GPU (the node has a single fake GPU)."""
+    path = profile_file(profile_dir)
+    profile = yaml.safe_load(path.read_text())
+    for res in [profile.get("default-resources") or {}, *(profile.get("set-resources") or {}).values()]:
+        if int(res.get("cpus_per_gpu", 0)) > cpus:
+            res["cpus_per_gpu"] = 1
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+
+
+def snakemake(repo: Path, cache: Path, *args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    # the workflow calls `normlab` and the interpreter that runs Snakemake: both from this venv
+    env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # both runs on the CPU, whatever this machine has
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", CONFIG, "--config", f"data_cache={cache}", *args]
+    r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"`snakemake {' '.join(args)}` failed in {repo}:\n{r.stderr[-5000:]}"
+    return r
+
+
+def finals(repo: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted((repo / "results" / "runs").rglob("final.json")):
+        final = json.loads(path.read_text())
+        # json.dumps compares floats exactly and NaN equal to NaN (a diverged run's metrics)
+        out[str(path.parent.relative_to(repo))] = json.dumps({k: final.get(k) for k in FINAL_KEYS}, sort_keys=True)
+    return out
+
+
+def products(repo: Path) -> set[str]:
+    return {str(p.relative_to(repo)) for d in ("paper_tables", "figures", "notebooks/executed")
+            for p in (repo / d).rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_test_config_on_slurm_matches_the_local_run(slurm_cluster, tmp_path):
+    cache = seed_cache(tmp_path / "data_cache")
+    local = copy_repo(tmp_path / "local")
+    on_slurm = copy_repo(tmp_path / "slurm")
+    cpus = int(slurm_cluster.run("sinfo", "-h", "-N", "-n", slurm_cluster.node, "-o", "%c").stdout.split()[0])
+    cap_gpu_cpus(on_slurm / "slurm", cpus)
+
+    # the local run first: it also fetches and prepares the data both runs share
+    r_local = snakemake(local, cache, "--cores", "2", env=dict(os.environ), timeout=1800)
+    r_slurm = snakemake(on_slurm, cache, "--cores", "2", "--profile", "slurm", *SLURM_LOCAL_FLAGS,
+                        env=slurm_cluster.env, timeout=3600)
+
+    # the SLURM run ran the local run's jobs (its data was prepared by then), each non-local one via sbatch
+    local_jobs = Counter(rule for _, rule in RULE_RAN.findall(r_local.stderr))
+    slurm_blocks = RULE_RAN.findall(r_slurm.stderr)
+    remote = Counter(rule for is_local, rule in slurm_blocks if not is_local)
+    slurm_jobs = Counter(rule for _, rule in slurm_blocks)
+    for rule in set(local_jobs) - {"fetch", "prepare"}:
+        assert slurm_jobs[rule] >= local_jobs[rule], f"{rule}: {local_jobs[rule]} local, {slurm_jobs[rule]} SLURM"
+    submitted = SUBMITTED.findall(r_slurm.stderr)
+    assert Counter(rule for _, rule in submitted) == remote, "a non-local job was not submitted with sbatch"
+    assert remote["train"] >= local_jobs["train"] > 0, "the training jobs did not go to SLURM"
+    ctld_log = slurm_cluster.ctld_log()
+    for job_id, rule in submitted:
+        assert f"_slurm_rpc_submit_batch_job: JobId={job_id} " in ctld_log, f"{rule}: job {job_id} not in slurmctld.log"
+    # the profile's GPU requests reached sbatch for the rules that have one (training), and only those
+    wants_gpu = gpu_rules(on_slurm / "slurm")
+    assert "train" in wants_gpu, f"the profile asks no GPU for training: {wants_gpu}"
+    for job_id, rule in submitted:
+        tres = slurm_cluster.job(job_id).get("TresPerJob", "")
+        assert ("gpu:1" in tres) == (rule in wants_gpu), f"job {job_id} ({rule}): TresPerJob={tres!r}"
+    assert not slurm_cluster.run("squeue", "-h").stdout.strip(), "jobs left in the queue after the workflow"
+
+    # the same runs with the same results, and the same tables, figures and notebooks
+    local_finals, slurm_finals = finals(local), finals(on_slurm)
+    assert local_finals and local_finals.keys() == slurm_finals.keys()
+    differ = [run for run in local_finals if local_finals[run] != slurm_finals[run]]
+    assert not differ, f"final metrics differ between the local and the SLURM run for {differ}"
+    assert products(local) and products(local) == products(on_slurm)
