@@ -45,34 +45,68 @@ def test_norm_options_follow_the_placement_and_overrides_hit_only_their_cell():
     assert run_configs["wnut16/post/bn/seed1"]["optim"]["lr"] == 1e-3
     rc = run_configs["fashion_mnist/pre/powernorm/seed2"]
     assert (rc["task"], rc["seed"], rc["model"]["norm"], rc["model"]["placement"]) == ("image", 2, "powernorm", "pre")
-    assert rc["data"] == {"source": "normlab", "name": "fashion_mnist",
-                          "options": {"cache": "data_cache", "max_examples": 300}}
+    assert rc["data"] == {
+        "source": "normlab",
+        "name": "fashion_mnist",
+        "options": {"cache": "data_cache", "max_examples": 300},
+    }
 
 
 def test_manifest_has_one_row_per_cell_with_its_paths():
     cfg, cell_list, _ = load(config(), SCHEMA)
-    text = manifest_csv(cfg, cell_list, {"run_dir": "runs/{dataset}/{placement}/{norm}/seed{seed}",
-                                         "probe_dir": "p/{dataset}", "benchmark": "b/{norm}.tsv"})
+    text = manifest_csv(
+        cfg,
+        cell_list,
+        {
+            "run_dir": "runs/{dataset}/{placement}/{norm}/seed{seed}",
+            "probe_dir": "p/{dataset}",
+            "benchmark": "b/{norm}.tsv",
+        },
+    )
     lines = text.splitlines()
     assert lines[0].startswith("run_id,config_name,scale,task,dataset,placement,norm,seed,grids,run_dir")
     assert len(lines) == 1 + len(cell_list)
-    assert any(line.startswith("wnut16/post/ln/seed1,test,") and "bn_rbn;ln_family,runs/wnut16/post/ln/seed1,p/wnut16,b/ln.tsv"
-               in line for line in lines)
+    assert any(
+        line.startswith("wnut16/post/ln/seed1,test,")
+        and "bn_rbn;ln_family,runs/wnut16/post/ln/seed1,p/wnut16,b/ln.tsv" in line
+        for line in lines
+    )
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c["grids"]["bn_rbn"].update(norm=["ln"]), "unknown key(s) grids.bn_rbn.norm; valid keys: datasets, norms, placements, seeds"),
-        (lambda c: c["grids"]["bn_rbn"]["norms"].append("batchnorm"), "'batchnorm' is not valid; valid values: ln, ln_simple"),
-        (lambda c: c["grids"]["bn_rbn"]["datasets"].append("iwslt"), "'iwslt' is not valid; valid values: fashion_mnist"),
-        (lambda c: c["grids"]["bn_rbn"]["datasets"].append("ptb"), "grids.bn_rbn.datasets: ptb not configured under `datasets`"),
-        (lambda c: c["grids"]["bn_rbn"].update(placements=["middle"]), "'middle' is not valid; valid values: post, pre"),
+        (
+            lambda c: c["grids"]["bn_rbn"].update(norm=["ln"]),
+            "unknown key(s) grids.bn_rbn.norm; valid keys: datasets, norms, placements, seeds",
+        ),
+        (
+            lambda c: c["grids"]["bn_rbn"]["norms"].append("batchnorm"),
+            "'batchnorm' is not valid; valid values: ln, ln_simple",
+        ),
+        (
+            lambda c: c["grids"]["bn_rbn"]["datasets"].append("iwslt"),
+            "'iwslt' is not valid; valid values: fashion_mnist",
+        ),
+        (
+            lambda c: c["grids"]["bn_rbn"]["datasets"].append("ptb"),
+            "grids.bn_rbn.datasets: ptb not configured under `datasets`",
+        ),
+        (
+            lambda c: c["grids"]["bn_rbn"].update(placements=["middle"]),
+            "'middle' is not valid; valid values: post, pre",
+        ),
         (lambda c: c.pop("seeds"), "'seeds' is a required property"),
         (lambda c: c["overrides"][0].pop("reason"), "'reason' is a required property"),
-        (lambda c: c["datasets"]["wnut16"]["model"].update(n_heads=3) if "model" in c["datasets"]["wnut16"]
-         else c["datasets"]["wnut16"].update(model={"n_heads": 3}),
-         "grid cell wnut16/post/ln/seed1 (grids: bn_rbn, ln_family) cannot run: model.d_model=16 must be a multiple of model.n_heads=3"),
+        (
+            lambda c: (
+                c["datasets"]["wnut16"]["model"].update(n_heads=3)
+                if "model" in c["datasets"]["wnut16"]
+                else c["datasets"]["wnut16"].update(model={"n_heads": 3})
+            ),
+            "grid cell wnut16/post/ln/seed1 (grids: bn_rbn, ln_family) cannot run: "
+            "model.d_model=16 must be a multiple of model.n_heads=3",
+        ),
         (lambda c: c["norm_options"].update(bn={"all": {"penalty_mean": 1}}), "grid cell wnut16/post/bn/seed1"),
         (lambda c: c["datasets"]["wnut16"].update(train={"max_tokns": 5}), "unknown key(s) train.max_tokns"),
     ],
@@ -86,19 +120,34 @@ def test_bad_configs_fail_naming_the_key_or_cell_and_the_valid_values(edit, mess
 
 
 def test_cells_are_the_union_of_the_grids_in_a_stable_order():
-    cfg = {"seeds": [1, 2], "grids": {"a": {"datasets": ["x"], "placements": ["post"], "norms": ["ln", "bn"]},
-                                      "b": {"datasets": ["x"], "placements": ["post"], "norms": ["bn"], "seeds": [3]}}}
-    assert cells(cfg) == [Cell("x", "post", "ln", 1), Cell("x", "post", "ln", 2), Cell("x", "post", "bn", 1),
-                          Cell("x", "post", "bn", 2), Cell("x", "post", "bn", 3)]
+    cfg = {
+        "seeds": [1, 2],
+        "grids": {
+            "a": {"datasets": ["x"], "placements": ["post"], "norms": ["ln", "bn"]},
+            "b": {"datasets": ["x"], "placements": ["post"], "norms": ["bn"], "seeds": [3]},
+        },
+    }
+    assert cells(cfg) == [
+        Cell("x", "post", "ln", 1),
+        Cell("x", "post", "ln", 2),
+        Cell("x", "post", "bn", 1),
+        Cell("x", "post", "bn", 2),
+        Cell("x", "post", "bn", 3),
+    ]
 
 
 def test_run_config_merges_defaults_dataset_norm_options_and_overrides_in_that_order():
-    cfg = {"name": "t", "scale": "s", "seeds": [1], "data_cache": "dc",
-           "run_defaults": {"optim": {"lr": 1.0}, "train": {"max_steps": 5}},
-           "datasets": {"wnut16": {"optim": {"lr": 2.0}, "norm_options": {"rbn": {"post": {"penalty_mean": 3}}}}},
-           "norm_options": {"rbn": {"all": {"penalty_mean": 1, "penalty_var": 1}}},
-           "overrides": [{"where": {"seed": 1, "norm": "rbn"}, "set": {"train": {"max_steps": 7}}, "reason": "r"}],
-           "grids": {}}
+    cfg = {
+        "name": "t",
+        "scale": "s",
+        "seeds": [1],
+        "data_cache": "dc",
+        "run_defaults": {"optim": {"lr": 1.0}, "train": {"max_steps": 5}},
+        "datasets": {"wnut16": {"optim": {"lr": 2.0}, "norm_options": {"rbn": {"post": {"penalty_mean": 3}}}}},
+        "norm_options": {"rbn": {"all": {"penalty_mean": 1, "penalty_var": 1}}},
+        "overrides": [{"where": {"seed": 1, "norm": "rbn"}, "set": {"train": {"max_steps": 7}}, "reason": "r"}],
+        "grids": {},
+    }
     rc = run_config(cfg, Cell("wnut16", "post", "rbn", 1))
     assert rc["optim"]["lr"] == 2.0 and rc["train"]["max_steps"] == 7
     assert rc["model"]["norm_options"] == {"penalty_mean": 3, "penalty_var": 1}

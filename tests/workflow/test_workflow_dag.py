@@ -17,22 +17,44 @@ def test_lint_is_clean():
 
 @pytest.mark.parametrize("name", list(CELLS))
 def test_dry_run_builds_one_train_and_one_probe_job_per_cell_and_every_paper_output(name, tmp_path):
-    r = snakemake("-n", "--configfile", f"config/{name}.yaml", "--config", f"data_cache={tmp_path}/cache",
-                  workdir=tmp_path)
+    r = snakemake(
+        "-n", "--configfile", f"config/{name}.yaml", "--config", f"data_cache={tmp_path}/cache", workdir=tmp_path
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
-    n_datasets = len({d for g in yaml.safe_load((ROOT / f"config/{name}.yaml").read_text())["grids"].values()
-                      for d in g["datasets"]})
+    n_datasets = len(
+        {d for g in yaml.safe_load((ROOT / f"config/{name}.yaml").read_text())["grids"].values() for d in g["datasets"]}
+    )
     assert counts == {
-        "fetch": n_datasets, "prepare": n_datasets, "run_config": CELLS[name], "train": CELLS[name],
-        "probe": CELLS[name], "manifest": 1, "collect": 1, "stats": 1, "tables": 1, "claims": 1,
-        "figures": 1, "notebook": 4, "datasets_table": 1, "all": 1, "total": 3 * CELLS[name] + 2 * n_datasets + 12,
+        "fetch": n_datasets,
+        "prepare": n_datasets,
+        "run_config": CELLS[name],
+        "train": CELLS[name],
+        "probe": CELLS[name],
+        "manifest": 1,
+        "collect": 1,
+        "stats": 1,
+        "tables": 1,
+        "claims": 1,
+        "figures": 1,
+        "notebook": 4,
+        "datasets_table": 1,
+        "all": 1,
+        "total": 3 * CELLS[name] + 2 * n_datasets + 12,
     }
 
 
 def test_the_slurm_profile_dry_runs_from_the_repository_root(tmp_path):
-    r = snakemake("-n", "--profile", "slurm", "--configfile", "config/test.yaml",
-                  "--config", f"data_cache={tmp_path}/cache", workdir=tmp_path)
+    r = snakemake(
+        "-n",
+        "--profile",
+        "slurm",
+        "--configfile",
+        "config/test.yaml",
+        "--config",
+        f"data_cache={tmp_path}/cache",
+        workdir=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert job_counts(r.stdout)["train"] == CELLS["test"]
 
@@ -42,8 +64,10 @@ def test_the_slurm_profile_dry_runs_from_the_repository_root(tmp_path):
     [
         (lambda c: c["grids"]["bn_rbn"].update(norm=["ln"]), "unknown key(s) grids.bn_rbn.norm"),
         (lambda c: c["grids"]["bn_rbn"]["datasets"].append("imbd"), "'imbd' is not valid; valid values: fashion_mnist"),
-        (lambda c: c["datasets"]["wnut16"].update(model={"n_heads": 3}),
-         "grid cell wnut16/post/ln/seed1 (grids: bn_rbn, ln_family) cannot run: model.d_model=16 must be a multiple"),
+        (
+            lambda c: c["datasets"]["wnut16"].update(model={"n_heads": 3}),
+            "grid cell wnut16/post/ln/seed1 (grids: bn_rbn, ln_family) cannot run: model.d_model=16 must be a multiple",
+        ),
     ],
 )
 def test_bad_configs_fail_at_parse_time_with_the_key_and_the_fix(edit, message, tmp_path):

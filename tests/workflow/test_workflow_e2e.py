@@ -17,8 +17,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 CACHE = ROOT / "data_cache"
 TABLES = ["table2_bn_rbn", "ln_family", "conditioning", "runtime"]
-FIGURES = ["tid_curves", "tid_decomposition", "tid_bn_vs_rbn", "tid_vs_gap", "eval_mode_gap",
-           "training_curves", "conditioning"]
+FIGURES = [
+    "tid_curves",
+    "tid_decomposition",
+    "tid_bn_vs_rbn",
+    "tid_vs_gap",
+    "eval_mode_gap",
+    "training_curves",
+    "conditioning",
+]
 NOTEBOOKS = ["tid_dynamics", "performance", "conditioning", "ln_family"]
 ARGS = ("--configfile", "config/test.yaml", "--config", f"data_cache={CACHE}")
 DIVERGED = "wnut16/post/bn/seed2"  # forced by an override in config/test.yaml
@@ -26,10 +33,12 @@ REDO = "wnut16/pre/rbn/seed1"
 
 
 def outputs(root):
-    return ([root / f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex", "csv")]
-            + [root / "paper_tables/claims.md", root / "paper_tables/claims.csv", root / "paper_tables/datasets.md"]
-            + [root / f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
-            + [root / f"notebooks/executed/{nb}.ipynb" for nb in NOTEBOOKS])
+    return (
+        [root / f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex", "csv")]
+        + [root / "paper_tables/claims.md", root / "paper_tables/claims.csv", root / "paper_tables/datasets.md"]
+        + [root / f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
+        + [root / f"notebooks/executed/{nb}.ipynb" for nb in NOTEBOOKS]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +85,40 @@ def test_deleting_one_run_reruns_only_what_depends_on_it_and_an_interrupted_run_
     # (docs/workflow.md, "One cell"); then only what depends on it runs.
     target = str(redo.relative_to(finished))
     r = snakemake("-n", *ARGS, target, "all", workdir=finished)
-    assert job_counts(r.stdout) == {"train": 1, "probe": 1, "collect": 1, "stats": 1, "tables": 1, "claims": 1,
-                                    "figures": 1, "notebook": 4, "all": 1, "total": 12}, r.stdout[-3000:]
+    assert job_counts(r.stdout) == {
+        "train": 1,
+        "probe": 1,
+        "collect": 1,
+        "stats": 1,
+        "tables": 1,
+        "claims": 1,
+        "figures": 1,
+        "notebook": 4,
+        "all": 1,
+        "total": 12,
+    }, r.stdout[-3000:]
 
     # Interrupt the workflow (Ctrl-C) once that training job has started, then resume.
     log = finished / "logs/train" / f"{REDO}.log"
     log.unlink(missing_ok=True)
-    proc = subprocess.Popen([str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                             str(finished), "--cores", "1", *ARGS, target, "all"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={"PATH": f"{BIN}:/usr/bin:/bin"})
+    proc = subprocess.Popen(
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(finished),
+            "--cores",
+            "1",
+            *ARGS,
+            target,
+            "all",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={"PATH": f"{BIN}:/usr/bin:/bin"},
+    )
     deadline = time.time() + 300
     while not log.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
