@@ -112,8 +112,9 @@ def ensure_installed() -> None:
     if not _missing_binaries():
         return
     if os.geteuid() != 0:
-        raise SlurmUnavailable(f"SLURM is not installed ({', '.join(_missing_binaries())} missing) and "
-                               "installing it needs root")
+        raise SlurmUnavailable(
+            f"SLURM is not installed ({', '.join(_missing_binaries())} missing) and installing it needs root"
+        )
     apt = _which("apt-get")
     if apt is None:
         raise SlurmUnavailable("SLURM is not installed and apt-get is unavailable (Debian/Ubuntu only)")
@@ -125,8 +126,9 @@ def ensure_installed() -> None:
         subprocess.run([apt, "-o", "DPkg::Lock::Timeout=300", "update", "-qq"], env=env, capture_output=True)
         r = subprocess.run(install, env=env, capture_output=True, text=True)
     if r.returncode != 0 or _missing_binaries():
-        raise SlurmUnavailable(f"`apt-get install {' '.join(PACKAGES)}` failed (rc {r.returncode}): "
-                               f"{(r.stderr or r.stdout)[-500:]}")
+        raise SlurmUnavailable(
+            f"`apt-get install {' '.join(PACKAGES)}` failed (rc {r.returncode}): {(r.stderr or r.stdout)[-500:]}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,9 +190,11 @@ def _link_system_conf(conf: Path) -> bool:
     if SYSTEM_CONF.is_symlink() and SYSTEM_CONF.resolve() == conf.resolve():
         return False
     if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
-        raise RuntimeError(f"{SYSTEM_CONF} exists and is not this fixture's. Inside a job, snakemake's "
-                           "slurm-jobstep plugin drops SLURM_CONF, so its srun would read that file instead of "
-                           f"the test cluster's {conf}. Move it aside while the `slurm` tests run.")
+        raise RuntimeError(
+            f"{SYSTEM_CONF} exists and is not this fixture's. Inside a job, snakemake's "
+            "slurm-jobstep plugin drops SLURM_CONF, so its srun would read that file instead of "
+            f"the test cluster's {conf}. Move it aside while the `slurm` tests run."
+        )
     SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
     SYSTEM_CONF.symlink_to(conf)
     return True
@@ -229,8 +233,9 @@ def _start(name: str, cmd: list[str], root: Path, **popen) -> Daemon:
     out = root / f"{name}.out"
     with open(out, "ab") as fh:
         # own session: a Ctrl-C in pytest reaches the fixture's teardown, not the daemons directly
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, **popen)
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, **popen
+        )
     return Daemon(name, proc, out)
 
 
@@ -269,16 +274,25 @@ def _munge(root: Path, started: list[Daemon], timeout: float) -> None:
     mdir.chmod(0o755)
     private.chmod(0o700)
     sock = mdir / "munge.socket"
-    cmd = [_which("munged"), "--foreground", f"--socket={sock}", f"--key-file={key}",
-           f"--pid-file={mdir / 'munged.pid'}", f"--log-file={private / 'munged.log'}",
-           f"--seed-file={private / 'munged.seed'}"]
+    cmd = [
+        _which("munged"),
+        "--foreground",
+        f"--socket={sock}",
+        f"--key-file={key}",
+        f"--pid-file={mdir / 'munged.pid'}",
+        f"--log-file={private / 'munged.log'}",
+        f"--seed-file={private / 'munged.seed'}",
+    ]
     d = _start("munged", cmd, root, user="munge", group="munge")
     started.append(d)
 
     def ready() -> bool:
         enc = subprocess.run([_which("munge"), "-n", "-S", str(sock)], capture_output=True)
-        return enc.returncode == 0 and subprocess.run(
-            [_which("unmunge"), "-S", str(sock)], input=enc.stdout, capture_output=True).returncode == 0
+        return (
+            enc.returncode == 0
+            and subprocess.run([_which("unmunge"), "-S", str(sock)], input=enc.stdout, capture_output=True).returncode
+            == 0
+        )
 
     _wait("munged start-up", ready, [d], [private / "munged.log"], timeout)
 
@@ -339,9 +353,11 @@ def local_slurm(root: Path = DEFAULT_ROOT, timeout: float = 90.0) -> Iterator[Sl
             cluster = SlurmCluster(root, dict(os.environ), node=socket.gethostname().split(".")[0])
             nodes = cluster.run("sinfo", "-h", "-N", "-o", "%N", check=False)
             if nodes.returncode != 0 or not nodes.stdout.split():
-                raise RuntimeError(f"a slurmctld not started by this fixture is running (pid "
-                                   f"{min(foreign_ctld)}) but `sinfo` cannot reach it: {nodes.stderr.strip()}. "
-                                   "Stop it (`scontrol shutdown`) or fix its client configuration.")
+                raise RuntimeError(
+                    f"a slurmctld not started by this fixture is running (pid "
+                    f"{min(foreign_ctld)}) but `sinfo` cannot reach it: {nodes.stderr.strip()}. "
+                    "Stop it (`scontrol shutdown`) or fix its client configuration."
+                )
             cluster.node = nodes.stdout.split()[0]
         else:
             for sub in ("state", "spool", "munge"):
@@ -358,12 +374,19 @@ def local_slurm(root: Path = DEFAULT_ROOT, timeout: float = 90.0) -> Iterator[Sl
                 _write_atomic(conf.parent / "gres.conf", gres_conf(node))
                 d = _start("slurmctld", [_which("slurmctld"), "-D", "-f", str(conf)], root)
                 started.append(d)
-                _wait("slurmctld start-up", lambda: cluster.run("scontrol", "ping", check=False).returncode == 0,
-                      started, [root / "slurmctld.log"], timeout)
+                _wait(
+                    "slurmctld start-up",
+                    lambda: cluster.run("scontrol", "ping", check=False).returncode == 0,
+                    started,
+                    [root / "slurmctld.log"],
+                    timeout,
+                )
             if not _pid_from(root / "slurmd.pid", "slurmd"):
                 if _pids_named("slurmd"):
-                    raise RuntimeError(f"a slurmd not started by this fixture runs (pid {min(_pids_named('slurmd'))}) "
-                                       "and holds its port; stop it first.")
+                    raise RuntimeError(
+                        f"a slurmd not started by this fixture runs (pid {min(_pids_named('slurmd'))}) "
+                        "and holds its port; stop it first."
+                    )
                 started.append(_start("slurmd", [_which("slurmd"), "-D", "-f", str(conf)], root))
         _wait_node_usable(cluster, started, timeout)
         cluster.startup_s = time.monotonic() - t0

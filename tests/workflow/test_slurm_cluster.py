@@ -13,9 +13,11 @@ from . import slurm_cluster as sc
 
 # the flags a cluster without an accounting database needs (see docs: local_slurm.md)
 SLURM_LOCAL_FLAGS = [
-    "--slurm-status-command", "squeue",
+    "--slurm-status-command",
+    "squeue",
     "--slurm-no-account",
-    "--slurm-init-seconds-before-status-checks", "1",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
 ]
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/")
 
@@ -81,8 +83,19 @@ def test_toy_workflow_goes_through_sbatch_with_a_gpu_request(slurm_cluster, tmp_
     (tmp_path / "Snakefile").write_text(TOY)
     # an inherited CUDA_VISIBLE_DEVICES would reach the CPU job through sbatch's --export=ALL
     env = {k: v for k, v in slurm_cluster.env.items() if k != "CUDA_VISIBLE_DEVICES"}
-    cmd = [sys.executable, "-m", "snakemake", "--executor", "slurm", "--jobs", "2", *SLURM_LOCAL_FLAGS,
-           "--default-resources", "runtime=5", "mem_mb=500"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--executor",
+        "slurm",
+        "--jobs",
+        "2",
+        *SLURM_LOCAL_FLAGS,
+        "--default-resources",
+        "runtime=5",
+        "mem_mb=500",
+    ]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"snakemake failed:\n{r.stderr[-4000:]}"
 

@@ -28,14 +28,30 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = "config/test.yaml"
 RULE_RAN = re.compile(r"^(local)?rule (\w+):$", re.M)
 # what a run's final.json says about its result; wall time, memory and versions may differ
-FINAL_KEYS = ("status", "steps", "epochs", "tokens_seen", "valid", "test", "primary_metric",
-              "diverged_at_step", "config_hash", "n_params", "device")
+FINAL_KEYS = (
+    "status",
+    "steps",
+    "epochs",
+    "tokens_seen",
+    "valid",
+    "test",
+    "primary_metric",
+    "diverged_at_step",
+    "config_hash",
+    "n_params",
+    "device",
+)
 
 
 def copy_repo(dest: Path) -> Path:
     """The files git would commit (tracked + untracked, not ignored): no .venv, caches or results."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = REPO / rel
         if src.is_file():  # a tracked file deleted in the work tree is skipped
@@ -101,8 +117,12 @@ def finals(repo: Path) -> dict[str, str]:
 
 
 def products(repo: Path) -> set[str]:
-    return {str(p.relative_to(repo)) for d in ("paper_tables", "figures", "notebooks/executed")
-            for p in (repo / d).rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(repo))
+        for d in ("paper_tables", "figures", "notebooks/executed")
+        for p in (repo / d).rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
@@ -116,8 +136,9 @@ def test_test_config_on_slurm_matches_the_local_run(slurm_cluster, tmp_path):
 
     # the local run first: it also fetches and prepares the data both runs share
     r_local = snakemake(local, cache, "--cores", "2", env=dict(os.environ), timeout=1800)
-    r_slurm = snakemake(on_slurm, cache, "--cores", "2", "--profile", "slurm", *SLURM_LOCAL_FLAGS,
-                        env=slurm_cluster.env, timeout=3600)
+    r_slurm = snakemake(
+        on_slurm, cache, "--cores", "2", "--profile", "slurm", *SLURM_LOCAL_FLAGS, env=slurm_cluster.env, timeout=3600
+    )
 
     # the SLURM run ran the local run's jobs (its data was prepared by then), each non-local one via sbatch
     local_jobs = Counter(rule for _, rule in RULE_RAN.findall(r_local.stderr))

@@ -84,7 +84,7 @@ def test_deleting_one_run_reruns_only_what_depends_on_it_and_an_interrupted_run_
     # Snakemake does not regenerate a missing file whose dependants are up to date: name it as a target
     # (docs/workflow.md, "One cell"); then only what depends on it runs.
     target = str(redo.relative_to(finished))
-    r = snakemake("-n", *ARGS, target, "all", workdir=finished)
+    r = snakemake("-n", target, "all", *ARGS, workdir=finished)  # targets first: --config takes the rest
     assert job_counts(r.stdout) == {
         "train": 1,
         "probe": 1,
@@ -110,9 +110,9 @@ def test_deleting_one_run_reruns_only_what_depends_on_it_and_an_interrupted_run_
             str(finished),
             "--cores",
             "1",
-            *ARGS,
             target,
             "all",
+            *ARGS,
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -124,7 +124,7 @@ def test_deleting_one_run_reruns_only_what_depends_on_it_and_an_interrupted_run_
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=300)
-    r = snakemake("--cores", "2", "--rerun-incomplete", *ARGS, target, "all", workdir=finished)
+    r = snakemake("--cores", "2", "--rerun-incomplete", target, "all", *ARGS, workdir=finished)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     after = finals(finished)
     assert {p: t for p, t in after.items() if p != redo} == {p: t for p, t in before.items() if p != redo}
