@@ -31,11 +31,9 @@ figures_dir = "figures"
 from IPython.display import display
 
 from normlab.analysis import figures as F
-from normlab.analysis.notebooks import project_path, show_figure, show_table
+from normlab.analysis.notebooks import open_inputs, show_figure, show_table
 
-tidy_dir, stats_dir, tables_dir, figures_dir = map(project_path, (tidy_dir, stats_dir, tables_dir, figures_dir))
-inputs = F.load_inputs(tidy_dir, stats_dir)
-print("tidy tables:", tidy_dir, "| absent:", ", ".join(inputs.absent) or "none")
+tidy_dir, stats_dir, tables_dir, figures_dir, inputs = open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir)
 
 # %% [markdown]
 # ## The conditioning table (from `normlab tables`)

@@ -31,11 +31,9 @@ figures_dir = "figures"
 from IPython.display import display
 
 from normlab.analysis import figures as F
-from normlab.analysis.notebooks import project_path, show_figure, show_table
+from normlab.analysis.notebooks import comparisons_among, open_inputs, show_figure, show_table
 
-tidy_dir, stats_dir, tables_dir, figures_dir = map(project_path, (tidy_dir, stats_dir, tables_dir, figures_dir))
-inputs = F.load_inputs(tidy_dir, stats_dir)
-print("tidy tables:", tidy_dir, "| absent:", ", ".join(inputs.absent) or "none")
+tidy_dir, stats_dir, tables_dir, figures_dir, inputs = open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir)
 
 # %% [markdown]
 # ## Tables A–C analogue (from `normlab tables`)
@@ -49,13 +47,9 @@ if table is not None:
 # ## Paired comparisons within the LN family (from `normlab stats`)
 
 # %%
-comparisons = inputs.comparisons
-if comparisons is None:
-    print(f"{stats_dir}/comparisons.csv is absent: run `normlab stats`")
-else:
-    cols = [c for c in comparisons.columns if c.startswith("norm")]
-    family = set(F.LN_FAMILY)
-    display(comparisons[comparisons[cols].isin(family).all(axis=1)] if len(cols) >= 2 else comparisons)
+comparisons = comparisons_among(inputs, F.LN_FAMILY)
+if comparisons is not None:
+    display(comparisons)
 
 # %% [markdown]
 # ## Training and validation loss (claim B4)

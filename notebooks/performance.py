@@ -31,11 +31,9 @@ import pandas as pd
 from IPython.display import display
 
 from normlab.analysis import figures as F
-from normlab.analysis.notebooks import project_path, show_figure, show_table
+from normlab.analysis.notebooks import comparisons_among, open_inputs, show_figure, show_table
 
-tidy_dir, stats_dir, tables_dir, figures_dir = map(project_path, (tidy_dir, stats_dir, tables_dir, figures_dir))
-inputs = F.load_inputs(tidy_dir, stats_dir)
-print("tidy tables:", tidy_dir, "| absent:", ", ".join(inputs.absent) or "none")
+tidy_dir, stats_dir, tables_dir, figures_dir, inputs = open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir)
 
 # %% [markdown]
 # ## Table 2 analogue (from `normlab tables`)
@@ -51,14 +49,9 @@ if table is not None:
 # first norm is better.
 
 # %%
-comparisons = inputs.comparisons
-if comparisons is None:
-    print(f"{stats_dir}/comparisons.csv is absent: run `normlab stats`")
-else:
-    batch_norms = set(F.BATCH_STAT_NORMS) | {"ln"}
-    cols = [c for c in comparisons.columns if c.startswith("norm")]
-    rows = comparisons[comparisons[cols].isin(batch_norms).all(axis=1)] if len(cols) >= 2 else comparisons
-    display(rows)
+comparisons = comparisons_among(inputs, set(F.BATCH_STAT_NORMS) | {"ln"})
+if comparisons is not None:
+    display(comparisons)
 
 # %% [markdown]
 # ## Population vs batch statistics at evaluation (claim A1)

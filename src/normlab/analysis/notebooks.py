@@ -109,6 +109,25 @@ def show_table(tables_dir: str | Path, name: str):
         return None
 
 
+def open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir):
+    """The notebooks' common first cell: the four folders made absolute, and the figures' inputs."""
+    from . import figures
+
+    dirs = tuple(map(project_path, (tidy_dir, stats_dir, tables_dir, figures_dir)))
+    inputs = figures.load_inputs(dirs[0], dirs[1])
+    print("tidy tables:", dirs[0], "| absent:", ", ".join(inputs.absent) or "none")
+    return (*dirs, inputs)
+
+
+def comparisons_among(inputs, norms):
+    """The paired comparisons (``normlab stats``) whose two norms are both in ``norms``."""
+    comparisons = inputs.comparisons
+    if comparisons is None:
+        print("comparisons.csv is absent: run `normlab stats`")
+        return None
+    return comparisons[comparisons[["norm_a", "norm_b"]].isin(set(norms)).all(axis=1)]
+
+
 def default_notebooks_dir() -> Path:
     """``notebooks/`` of the project in the current folder, else of the checkout this package runs from."""
     for root in (project_root(), Path(__file__).resolve().parents[3]):
