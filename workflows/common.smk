@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from normlab.workflow import WorkflowConfigError, load, manifest_csv, resources
+from normlab.workflow import WorkflowConfigError, load, manifest_csv, resources, run_config_yaml
 
 
 # No `configfile:` directive: Snakemake would deep-merge --configfile over it, mixing two grids.

@@ -8,13 +8,13 @@ rule run_config:
     output:
         "results/configs/{dataset}/{placement}/{norm}/seed{seed}.yaml",
     params:
-        run_config=lambda wc: RUN_CONFIGS[cell_id(wc)],
+        text=lambda wc: run_config_yaml(RUN_CONFIGS[cell_id(wc)]),
     log:
         "logs/configs/{dataset}/{placement}/{norm}/seed{seed}.log",
     conda:
         "../envs/normlab.yaml"
     script:
-        "scripts/write_run_config.py"
+        "scripts/write_text.py"
 
 
 rule train:

@@ -158,6 +158,12 @@ def load_file(path: str | Path, schema_path: str | Path) -> tuple[dict, list[Cel
     return load(raw, schema_path)
 
 
+def run_config_yaml(run: dict) -> str:
+    """A cell's resolved run config as the YAML file `normlab train --config` reads."""
+    header = "# written by the workflow (rule run_config); run alone with: normlab train --config THIS --out DIR\n"
+    return header + yaml.safe_dump(run, sort_keys=True)
+
+
 def resources(cfg: dict, rule: str) -> dict:
     """threads / mem_mb / runtime of a rule: its own entry over `default` over built-in fallbacks."""
     base = {"threads": 1, "mem_mb": 2000, "runtime": 30}
