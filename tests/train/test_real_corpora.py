@@ -36,9 +36,9 @@ def data_cache(tmp_path_factory):
 @pytest.mark.parametrize("family, name", CASES)
 def test_engine_trains_on_a_real_corpus(family, name, data_cache, tmp_path):
     data.prepare(name, data_cache)
-    options = {"cache": data_cache, "max_examples": 128, "max_len": 256}
+    options = {"cache": data_cache, "max_examples": 128, "max_eval_examples": 40, "max_len": 256}
     task = from_normlab_data(family, name, options)
-    assert task.info["examples"]["train"] == 128
+    assert task.info["examples"] == {"train": 128, "valid": 40, "test": 40}
     if family == "image":
         images, labels = task.splits["train"]
         assert images.dtype == torch.float32 and images.shape[1:] == (1, 28, 28) and 0 <= images.min() <= 1
@@ -75,5 +75,5 @@ def test_a_dataset_of_another_family_is_refused(tmp_path):
 
 
 def test_unknown_data_option_is_named():
-    with pytest.raises(ValueError, match="unknown key.*max_exampels.*valid: cache, max_examples, max_len"):
+    with pytest.raises(ValueError, match="unknown key.*max_exampels.*valid: cache, max_examples, max_eval_examples, max_len"):
         from_normlab_data("lm", "brown_lm", {"max_exampels": 3})

@@ -30,8 +30,12 @@ class TranslationTransformer(nn.Module):
     def encode(self, src: torch.Tensor, src_pad: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.embed(src), src_pad)
 
-    def decode(self, prev: torch.Tensor, prev_pad: torch.Tensor | None, memory, src_pad) -> torch.Tensor:
+    def decode(
+        self, prev: torch.Tensor, prev_pad: torch.Tensor | None, memory, src_pad, last_only: bool = False
+    ) -> torch.Tensor:
         h = self.decoder(self.embed(prev), prev_pad, memory, src_pad)
+        if last_only:  # decoding needs only the newest position: skip the vocab projection of the rest
+            h = h[:, -1:]
         return F.linear(h, self.embed.weight)  # tied output projection
 
     def forward(self, src, src_pad, prev, prev_pad) -> torch.Tensor:
@@ -40,7 +44,7 @@ class TranslationTransformer(nn.Module):
 
     def _next_logprobs(self, prefix, memory, src_pad) -> torch.Tensor:
         """Log-probabilities of the next token (rows, vocab); padding and BOS are never generated."""
-        logp = self.decode(prefix, None, memory, src_pad)[:, -1].float().log_softmax(-1)
+        logp = self.decode(prefix, None, memory, src_pad, last_only=True)[:, -1].float().log_softmax(-1)
         logp[:, [self.pad_id, self.bos_id]] = float("-inf")
         return logp
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 
-import sacrebleu
-from seqeval.metrics import f1_score
-from seqeval.scheme import IOB2
-
 
 def bleu(hypotheses: list[str], references: list[str], tokenize: str = "13a") -> dict:
     """Corpus BLEU with sacreBLEU on detokenized text, with its signature."""
+    import sacrebleu  # imported where used: seqeval and sacrebleu cost ~1 s per job at start-up
+
     metric = sacrebleu.metrics.BLEU(tokenize=tokenize)
     score = metric.corpus_score(hypotheses, [references])
     return {"bleu": score.score, "bleu_signature": str(metric.get_signature())}
@@ -24,6 +22,9 @@ def perplexity(nll_sum: float, n_tokens: int) -> float:
 
 def entity_f1(true_tags: list[list[str]], pred_tags: list[list[str]]) -> float:
     """Entity-level F1, seqeval strict mode with the IOB2 scheme (CoNLL-style)."""
+    from seqeval.metrics import f1_score  # pulls in scikit-learn: only the tagging jobs pay for it
+    from seqeval.scheme import IOB2
+
     return float(f1_score(true_tags, pred_tags, mode="strict", scheme=IOB2))
 
 

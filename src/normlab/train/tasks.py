@@ -79,7 +79,7 @@ def load_task(family: str, data_cfg: dict, seed: int) -> TaskData:
     raise ValueError(f"data.source {source!r} is not valid; valid values: synthetic, normlab")
 
 
-NORMLAB_DATA_OPTIONS = ("cache", "max_examples", "max_len")
+NORMLAB_DATA_OPTIONS = ("cache", "max_examples", "max_eval_examples", "max_len")
 _IOB2_NAME = re.compile(r"^(O|[BI]-.+)$")
 
 
@@ -87,8 +87,9 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
     """A prepared ``normlab.data`` dataset as a ``TaskData`` (run ``normlab prepare NAME`` first).
 
     ``options``: ``cache`` (the data cache folder; default as ``normlab.data``), ``max_examples``
-    (the first N examples of each split, for small runs; the data layer's splits are already shuffled)
-    and ``max_len`` (truncate classification, tagging and LM sequences to that many tokens; long
+    (the first N examples of each split, for small runs; the data layer's splits are already shuffled),
+    ``max_eval_examples`` (the first N of valid and test only: a fixed evaluation subset where a full
+    pass costs more than the run, e.g. a 10k-way softmax on CPU) and ``max_len`` (truncate classification, tagging and LM sequences to that many tokens; long
     documents such as e-mails would otherwise exceed a token budget).
     The LM data end every sentence in ``<eos>``; the batcher adds BOS/EOS itself, so the stored
     ``<eos>`` is dropped here and ``<eos>`` also serves as the BOS (as fairseq's LMs do).
@@ -108,13 +109,14 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
     if train.family != family:
         raise ValueError(f"dataset {name!r} is a {train.family!r} dataset, not {family!r}: set task.family to match")
 
-    def count(split) -> int:
+    def count(split, split_name: str) -> int:
         n = len(split.labels) if family == "image" else len(split.tokens)
-        return n if limit is None else min(n, int(limit))
+        limits = [limit] + ([options.get("max_eval_examples")] if split_name != "train" else [])
+        return min([n] + [int(x) for x in limits if x is not None])
 
     examples: dict[str, object] = {}
     for split_name, split in splits.items():
-        n = count(split)
+        n = count(split, split_name)
         if family == "image":
             images = np.asarray(split.images[:n], dtype=np.float32) / 255.0
             images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
@@ -129,7 +131,7 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
         else:
             examples[split_name] = [(split.tokens[i][cut], split.tags[i][cut]) for i in range(n)]
 
-    info = {"dataset": name, "examples": {k: count(v) for k, v in splits.items()}}
+    info = {"dataset": name, "examples": {k: count(v, k) for k, v in splits.items()}}
     if family == "image":
         images = examples["train"][0]
         return TaskData(family, examples, n_classes=len(train.label_names), label_names=list(train.label_names),
