@@ -36,11 +36,16 @@ bench: venv
 	$(PY) benchmarks/bench_norms.py
 
 # The main job: the whole default DAG (config/default.yaml), data fetch included.
-# Extra Snakemake arguments: make run SNAKEMAKE_ARGS="--configfile config/test.yaml"
+# Another configuration: make run CONFIG=config/test.yaml; extra Snakemake arguments: SNAKEMAKE_ARGS="..."
+# After a run that regenerated the outputs, paper_tables/provenance.json records commit, config hash,
+# machine, date and wall time (normlab provenance).
+CONFIG ?= config/default.yaml
 CORES ?= $(shell nproc)
 SNAKEMAKE_ARGS ?=
 run: venv
-	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+	@started=$$(date +%s); \
+	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --cores $(CORES) --rerun-incomplete --configfile $(CONFIG) $(SNAKEMAKE_ARGS) \
+	&& $(VENV)/bin/normlab provenance --config $(CONFIG) --started $$started --cores $(CORES)
 
 clean-venv:
 	rm -rf $(VENV)

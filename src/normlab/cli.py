@@ -5,6 +5,7 @@
     normlab train ...       one training run (normlab.train)
     normlab probe | collect | stats | tables | claims | figures
                             analysis of finished runs (normlab.analysis)
+    normlab provenance ...  what produced the regenerated outputs (normlab.provenance)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("normlab.analysis.tables", "the papers' tables (Markdown, LaTeX, CSV)"),
     "claims": ("normlab.analysis.claims", "the claims report"),
     "figures": ("normlab.analysis.figures", "the figures (PDF, PNG)"),
+    "provenance": ("normlab.provenance", "commit, config hash, machine, date and wall time of a workflow run"),
 }
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from normlab.atomic import atomic_write_text
+
 from . import registry
 from .pipeline import card as read_card
 from .pipeline import prepared_dir
-from .sources import _atomic_write_text
 
 
 def _fmt(n) -> str:
@@ -72,5 +73,5 @@ def write_datasets_md(
     path: str | Path = "paper_tables/datasets.md", cache: str | Path | None = None, names: list[str] | None = None
 ) -> Path:
     path = Path(path)
-    _atomic_write_text(path, datasets_markdown(cache, names))
+    atomic_write_text(path, datasets_markdown(cache, names))
     return path

@@ -7,9 +7,11 @@ import json
 import time
 from pathlib import Path
 
+from normlab.atomic import atomic_write_text
+
 from . import registry
 from .build import BUILDERS
-from .sources import Lock, _atomic_write_text, cache_root, fetch_artifact, unpack
+from .sources import Lock, cache_root, fetch_artifact, unpack
 from .store import DatasetSplit, load_split, read_meta, write_prepared
 
 PREP_VERSION = 1  # bump when preprocessing changes, so prepared folders are rebuilt
@@ -29,7 +31,7 @@ def fetch(
         paths[art.key] = unpack(art, raw, root) if art.members else raw
         record[art.key] = {"file": raw.name, "sha256": lock.entries.get(art.key, {}).get("sha256")}
     # The stamp a workflow can depend on: written only once every artifact is verified.
-    _atomic_write_text(fetched_stamp(name, cache), json.dumps({"dataset": name, "artifacts": record}, indent=2) + "\n")
+    atomic_write_text(fetched_stamp(name, cache), json.dumps({"dataset": name, "artifacts": record}, indent=2) + "\n")
     return paths
 
 

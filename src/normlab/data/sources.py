@@ -31,6 +31,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from normlab.atomic import atomic_write_text
+
 LOCK_PATH = Path(__file__).with_name("checksums.lock.json")
 CACHE_ENV = "NORMLAB_DATA"
 CLIENT_TIMEOUT_S = 600
@@ -249,15 +251,7 @@ class Lock:
 
     def save(self) -> None:
         text = json.dumps({"artifacts": dict(sorted(self.entries.items()))}, indent=2) + "\n"
-        _atomic_write_text(self.path, text)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+        atomic_write_text(self.path, text)
 
 
 def _log(msg: str) -> None:

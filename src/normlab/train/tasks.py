@@ -89,7 +89,8 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
     ``options``: ``cache`` (the data cache folder; default as ``normlab.data``), ``max_examples``
     (the first N examples of each split, for small runs; the data layer's splits are already shuffled),
     ``max_eval_examples`` (the first N of valid and test only: a fixed evaluation subset where a full
-    pass costs more than the run, e.g. a 10k-way softmax on CPU) and ``max_len`` (truncate classification, tagging and LM sequences to that many tokens; long
+    pass costs more than the run, e.g. a 10k-way softmax on CPU) and ``max_len`` (truncate
+    classification, tagging and LM sequences to that many tokens; long
     documents such as e-mails would otherwise exceed a token budget).
     The LM data end every sentence in ``<eos>``; the batcher adds BOS/EOS itself, so the stored
     ``<eos>`` is dropped here and ``<eos>`` also serves as the BOS (as fairseq's LMs do).

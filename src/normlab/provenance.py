@@ -1,0 +1,121 @@
+"""Provenance of a regenerated set of outputs: commit, configuration hash, machine, date, wall time.
+
+`make run` calls `normlab provenance` after Snakemake succeeds, so `paper_tables/provenance.json`
+always describes the run that produced the committed tables and figures.  A run that regenerated
+nothing (Snakemake found every output up to date) leaves the existing file alone: its wall time would
+describe a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from normlab.atomic import atomic_write_text
+
+# the folders the workflow regenerates; a change there does not make the source tree "dirty"
+OUTPUT_DIRS = ("figures", "paper_tables", "notebooks/executed")
+SCHEMA = Path("workflows/schemas/config.schema.yaml")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def source_state() -> dict:
+    """The commit and whether tracked sources outside the output folders differ from it."""
+    commit = _git("rev-parse", "HEAD")
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                   *[f":(exclude){d}" for d in OUTPUT_DIRS])
+    return {"commit": commit, "dirty": bool(changed) if changed is not None else None,
+            "changed_files": changed.splitlines() if changed else []}
+
+
+def config_digest(config_path: Path) -> dict:
+    """The name of the configuration and a hash of what it resolves to (every cell's run config)."""
+    from normlab import workflow
+
+    cfg, cells, runs = workflow.load_file(config_path, SCHEMA)
+    resolved = json.dumps({"config": cfg, "runs": runs}, sort_keys=True, default=str)
+    return {"path": str(config_path), "name": cfg["name"], "scale": cfg["scale"], "cells": len(cells),
+            "resolved_sha256": hashlib.sha256(resolved.encode()).hexdigest()}
+
+
+def machine() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        with open("/proc/meminfo") as fh:
+            info["memory_gb"] = round(int(fh.readline().split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return info
+
+
+def rule_runtimes(benchmarks_csv: Path) -> dict | None:
+    """Per-rule job count and summed / median / max seconds from the workflow's benchmark table."""
+    if not benchmarks_csv.exists():
+        return None
+    import pandas as pd
+
+    bench = pd.read_csv(benchmarks_csv)
+    if bench.empty or "s" not in bench:
+        return None
+    rule_col = "rule" if "rule" in bench else None
+    groups = bench.groupby(rule_col) if rule_col else [("train", bench)]
+    return {str(rule): {"jobs": int(len(g)), "sum_s": round(float(g["s"].sum()), 1),
+                        "median_s": round(float(g["s"].median()), 1), "max_s": round(float(g["s"].max()), 1)}
+            for rule, g in groups}
+
+
+def build(config_path: Path, started: float, finished: float, cores: int | None, results: Path) -> dict:
+    return {
+        "source": source_state(),
+        "config": config_digest(config_path),
+        "machine": machine(),
+        "cores": cores,
+        "started_utc": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_utc": dt.datetime.fromtimestamp(finished, dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(finished - started, 1),
+        "rule_runtimes": rule_runtimes(results / "tidy" / "benchmarks.csv"),
+        "remeasure": "make run (it rewrites this file after a run that regenerated the outputs)",
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="the workflow configuration that ran")
+    parser.add_argument("--started", type=float, required=True, help="start of the run, seconds since the epoch")
+    parser.add_argument("--cores", type=int, default=None, help="Snakemake's --cores")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--marker", type=Path, default=Path("paper_tables/claims.md"),
+                        help="an output the run regenerates; older than --started means nothing ran")
+    parser.add_argument("--out", type=Path, default=Path("paper_tables/provenance.json"))
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.marker.exists():
+        print(f"normlab provenance: {args.marker} does not exist; did the workflow finish?", file=sys.stderr)
+        return 2
+    if args.marker.stat().st_mtime < args.started:
+        print(f"normlab provenance: {args.marker} predates this run (nothing was regenerated); "
+              f"{args.out} left as it is")
+        return 0
+    record = build(args.config, args.started, time.time(), args.cores, args.results)
+    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    print(f"normlab provenance: wall time {record['wall_time_s']:.0f} s -> {args.out}")
+    return 0

@@ -1,0 +1,60 @@
+"""normlab provenance: what produced the regenerated outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from normlab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path, config="config/test.yaml", marker_age_s=0.0, started=None):
+    marker = tmp_path / "claims.md"
+    marker.write_text("x")
+    started = time.time() - 5 if started is None else started
+    os.utime(marker, (started + marker_age_s, started + marker_age_s))
+    results = tmp_path / "results"
+    (results / "tidy").mkdir(parents=True, exist_ok=True)
+    (results / "tidy" / "benchmarks.csv").write_text("run_id,rule,s\na,train,2.0\nb,train,4.0\nc,probe,1.0\n")
+    out = tmp_path / "provenance.json"
+    rc = main(["provenance", "--config", str(REPO / config), "--started", str(started), "--cores", "2",
+               "--results", str(results), "--marker", str(marker), "--out", str(out)])
+    return rc, out
+
+
+def test_provenance_records_commit_config_machine_and_wall_time(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    rc, out = _run(tmp_path, marker_age_s=1.0)
+    assert rc == 0
+    record = json.loads(out.read_text())
+    assert len(record["source"]["commit"]) == 40
+    assert record["config"]["name"] == "test" and record["config"]["cells"] == 40
+    assert record["machine"]["cpu_count"] >= 1 and record["machine"]["torch"]
+    assert 4 <= record["wall_time_s"] < 60 and record["cores"] == 2
+    assert record["rule_runtimes"]["train"] == {"jobs": 2, "sum_s": 6.0, "median_s": 3.0, "max_s": 4.0}
+    assert record["rule_runtimes"]["probe"]["jobs"] == 1
+
+
+def test_config_hash_is_stable_and_tells_configurations_apart(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    digests = []
+    for i, config in enumerate(["config/test.yaml", "config/test.yaml", "config/default.yaml"]):
+        sub = tmp_path / str(i)
+        sub.mkdir()
+        rc, out = _run(sub, config=config, marker_age_s=1.0)
+        assert rc == 0
+        digests.append(json.loads(out.read_text())["config"]["resolved_sha256"])
+    assert digests[0] == digests[1] != digests[2]
+
+
+def test_a_run_that_regenerated_nothing_keeps_the_old_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "provenance.json"
+    out.write_text('{"wall_time_s": 1234}\n')
+    rc, out = _run(tmp_path, marker_age_s=-60.0)  # the marker predates the run
+    assert rc == 0 and json.loads(out.read_text()) == {"wall_time_s": 1234}
+    assert "nothing was regenerated" in capsys.readouterr().out
