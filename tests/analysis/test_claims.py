@@ -64,8 +64,8 @@ def test_supported_fixture():
     assert res["A7"].n_seeds == "3–5" and res["A7"].n_settings == 6
     assert "17 of 20" in res["A8"].published
     assert any("floor" in e and "structure" in e and "lag" in e for e in res["A6"].evidence)
-    for cid in ("B3", "A10"):
-        assert res[cid].verdict == "inconclusive" and "test" in res[cid].reason
+    assert res["A10"].verdict == "inconclusive" and "test" in res["A10"].reason
+    assert res["B3"].verdict == "supported" and res["B3"].n_settings == 4  # measured on our layers
     assert res["A4"].verdict == "inconclusive"  # 3 datasets cannot carry a rank correlation
 
 
@@ -108,3 +108,14 @@ def test_command_writes_the_report(tmp_path):
 @pytest.mark.parametrize("cid", sorted(claims.CLAIM_TEXT))
 def test_every_claim_of_claims_md_has_a_text(cid):
     assert claims.CLAIM_TEXT[cid]
+
+
+def test_b3_is_contradicted_when_a_statement_fails():
+    from normlab.analysis.claims import claim_b3
+    from normlab.norms.theory import gradient_theorem_check
+
+    # RMSNorm in LN-simple's place: its gradient does not have zero mean
+    bad = gradient_theorem_check(trials=20, statements=(("LN-simple", "rmsnorm", {}, "zero", "le"),))
+    res = claim_b3(gradient_theorem_check(trials=20) + bad)
+    assert res.verdict == "contradicted" and "LN-simple" in res.reason
+    assert sum("FAILS" in e for e in res.evidence) == 1

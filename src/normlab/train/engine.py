@@ -433,7 +433,9 @@ class _Run:
             return
         from normlab.tid import probe_tid
 
-        batches = (collate(self.task, "train", idx).to(self.device) for idx in self.train_batches[:k])
+        # a seeded random choice: the batch list is ordered by length, so its first k are the shortest
+        pick = np.random.default_rng(self.seed).permutation(len(self.train_batches))[:k]
+        batches = (collate(self.task, "train", self.train_batches[i]).to(self.device) for i in sorted(pick))
 
         def run_batch(batch):
             with torch.no_grad(), self.autocast():
