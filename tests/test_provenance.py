@@ -58,3 +58,18 @@ def test_a_run_that_regenerated_nothing_keeps_the_old_file(tmp_path, monkeypatch
     rc, out = _run(tmp_path, marker_age_s=-60.0)  # the marker predates the run
     assert rc == 0 and json.loads(out.read_text()) == {"wall_time_s": 1234}
     assert "nothing was regenerated" in capsys.readouterr().out
+
+
+def test_an_analysis_rerun_keeps_the_runs_record_and_adds_its_commit(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    rc, out = _run(tmp_path, marker_age_s=1.0)
+    first = json.loads(out.read_text())
+    marker = tmp_path / "claims.md"
+    started = time.time() - 2
+    os.utime(marker, (started + 1, started + 1))
+    rc = main(["provenance", "--config", str(REPO / "config/test.yaml"), "--started", str(started),
+               "--marker", str(marker), "--out", str(out), "--analysis-only"])
+    again = json.loads(out.read_text())
+    assert rc == 0 and again["wall_time_s"] == first["wall_time_s"]
+    assert again["analysis_rerun"]["commit"] == first["source"]["commit"]
+    assert 0 <= again["analysis_rerun"]["wall_time_s"] < 60

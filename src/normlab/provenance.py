@@ -83,14 +83,18 @@ def rule_runtimes(benchmarks_csv: Path) -> dict | None:
             for rule, g in groups}
 
 
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def build(config_path: Path, started: float, finished: float, cores: int | None, results: Path) -> dict:
     return {
         "source": source_state(),
         "config": config_digest(config_path),
         "machine": machine(),
         "cores": cores,
-        "started_utc": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
-        "finished_utc": dt.datetime.fromtimestamp(finished, dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_utc": _utc(started),
+        "finished_utc": _utc(finished),
         "wall_time_s": round(finished - started, 1),
         "rule_runtimes": rule_runtimes(results / "tidy" / "benchmarks.csv"),
         "remeasure": "make run (it rewrites this file after a run that regenerated the outputs)",
@@ -105,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--marker", type=Path, default=Path("paper_tables/claims.md"),
                         help="an output the run regenerates; older than --started means nothing ran")
     parser.add_argument("--out", type=Path, default=Path("paper_tables/provenance.json"))
+    parser.add_argument("--analysis-only", action="store_true",
+                        help="only the analysis rules were re-run (snakemake --forcerun collect) on the "
+                             "runs --out already describes: keep it, and add this commit as analysis_rerun")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +122,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"normlab provenance: {args.marker} predates this run (nothing was regenerated); "
               f"{args.out} left as it is")
         return 0
-    record = build(args.config, args.started, time.time(), args.cores, args.results)
+    finished = time.time()
+    if args.analysis_only:
+        if not args.out.exists():
+            print(f"normlab provenance: --analysis-only needs the runs' {args.out}", file=sys.stderr)
+            return 2
+        record = json.loads(args.out.read_text())
+        record["analysis_rerun"] = {**source_state(), "finished_utc": _utc(finished),
+                                    "wall_time_s": round(finished - args.started, 1),
+                                    "what": "collect, stats, tables, claims, figures and notebooks re-run "
+                                            "on the same training runs and probes"}
+    else:
+        record = build(args.config, args.started, finished, args.cores, args.results)
     atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
     print(f"normlab provenance: wall time {record['wall_time_s']:.0f} s -> {args.out}")
     return 0
