@@ -23,6 +23,7 @@ rule probe:
         run_dir=lambda wc, input: str(Path(input.final).parent),
         out=lambda wc, output: str(Path(output.summary).parent),
         batches=CFG["analysis"]["probe_batches"],
+        population_tokens=CFG["analysis"]["probe_population_tokens"],
         cache=lambda wc, input: str(Path(input.card).parents[2]),
     log:
         "logs/probe/{dataset}/{placement}/{norm}/seed{seed}.log",
@@ -34,6 +35,7 @@ rule probe:
         "../envs/normlab.yaml"
     shell:
         "normlab probe --run {params.run_dir} --out {params.out} --batches {params.batches} "
+        "--population-tokens {params.population_tokens} "
         "--cache {params.cache} > {log} 2>&1"
 
 

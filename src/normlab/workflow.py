@@ -79,7 +79,7 @@ def check(config: dict, schema: dict) -> dict:
     cfg.setdefault("run_defaults", {})
     cfg.setdefault("norm_options", {})
     cfg.setdefault("overrides", [])
-    cfg["analysis"] = {"probe_batches": 16, **cfg.get("analysis", {})}
+    cfg["analysis"] = {"probe_batches": 16, "probe_population_tokens": 1_000_000, **cfg.get("analysis", {})}
     cfg.setdefault("resources", {})
     for name, grid in cfg["grids"].items():
         unknown = [d for d in grid["datasets"] if d not in cfg["datasets"]]

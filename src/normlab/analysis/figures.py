@@ -249,14 +249,12 @@ def _subtitle(inputs: Inputs, extra: str = "") -> str:
     if not len(runs):
         return "configuration unknown (runs.csv absent or empty)" + (f" · {extra}" if extra else "")
     configs = ", ".join(sorted(runs["config_name"].astype(str).unique()))
-    scales = sorted(runs["scale"].astype(str).unique())
-    scale = ", ".join(scales)
-    small = [s for s in scales if s != "paper"]
-    scale_note = f"{scale} scale" + (": small models, short training (not the papers' scale)" if small else "")
+    # the configuration's own `scale` text says what the models are and how far from the papers
+    scale = "; ".join(sorted(runs["scale"].astype(str).unique()))
     seeds = runs.groupby(["dataset", "placement", "norm"])["seed"].nunique()
     counts = runs["status"].value_counts()
     status = ", ".join(f"{counts[s]} {s}" for s in ("diverged", "missing") if counts.get(s))
-    parts = [f"config {configs}", scale_note, f"seeds per cell: {seeds.min()}–{seeds.max()}"
+    parts = [f"config {configs} ({scale})", f"seeds per cell: {seeds.min()}–{seeds.max()}"
              if seeds.min() != seeds.max() else f"{seeds.min()} seeds per cell"]
     if status:
         parts.append(f"{status} run(s)")
