@@ -164,12 +164,12 @@ def _bold_best(cells: dict[str, Cell], means: dict[str, float], higher: bool) ->
 
 
 def scale_label(runs: pd.DataFrame) -> str:
-    """'laptop scale (config test), 3 seeds' from the runs a table shows."""
+    """'config test (its scale text), 3 seeds in the grid' from the runs a table shows."""
     if runs.empty:
         return "no runs"
     scales = ", ".join(sorted(runs["scale"].astype(str).unique()))
     configs = ", ".join(sorted(runs["config_name"].astype(str).unique()))
-    return f"{scales} scale (config {configs}), {runs['seed'].nunique()} seeds in the grid"
+    return f"config {configs} ({scales}), {runs['seed'].nunique()} seeds in the grid"
 
 
 # --- the tables ------------------------------------------------------------------------------------
