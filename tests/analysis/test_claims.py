@@ -99,7 +99,7 @@ def test_command_writes_the_report(tmp_path):
     assert main(["claims", "--tidy", str(tmp_path / "tidy"), "--stats", str(tmp_path / "stats"),
                  "--out", str(out)]) == 0
     text = out.read_text()
-    assert "Verdict rules" in text and "laptop scale" in text and "1 missing" in text
+    assert "Verdict rules" in text and "config test (laptop)" in text and "1 missing" in text
     for cid in list(claims.CLAIM_TEXT):
         assert f"| {cid} |" in text
     assert out.with_suffix(".csv").is_file()

@@ -138,7 +138,7 @@ def test_subtitle_counts_missing_and_diverged_runs_and_scale():
     tables = build_tables(datasets=["brown_pos", "bible_es_en"], norms=["bn", "rbn"], seeds=(0, 1, 2), steps=300)
     empty = {n: pd.DataFrame(columns=F.ID_COLUMNS + c) for n, c in F.TIDY_TABLES.items()}
     text = F._subtitle(F.Inputs(**(empty | {"runs": tables["runs"]})))
-    assert "laptop scale" in text and "1 diverged, 1 missing run(s)" in text and "3 seeds per cell" in text
+    assert "(laptop)" in text and "1 diverged, 1 missing run(s)" in text and "3 seeds per cell" in text
 
 
 def test_correlation_text_reads_the_stats_columns(inputs):

@@ -51,7 +51,7 @@ def test_table2_cells_bold_marks_and_failures(built):
     acc = _cell(t2, "ds_cls", "Post LN")
     assert 70 < float(acc.text.split()[0]) < 90  # accuracy printed in percent
     assert _cell(t2, "ds_tr", "paper").text == "—"  # a stand-in dataset gets no published number
-    assert "laptop scale" in t2.caption and "5 seeds in the grid" in t2.caption
+    assert "config test (laptop)" in t2.caption and "5 seeds in the grid" in t2.caption
 
 
 def test_table2_published_number_beside_ours(built):
