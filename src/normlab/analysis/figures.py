@@ -497,7 +497,19 @@ def tid_decomposition(inputs: Inputs) -> Figure:
     norms = _ordered(dec["norm"], BATCH_STAT_NORMS + LN_FAMILY)
     placements = _ordered(pd.concat([dec["placement"], inputs.runs["placement"]]), ["post", "pre"])
     per_run = dec.groupby(ID_COLUMNS + ["kind", "component", "method"], as_index=False)["value"].mean()
-    fig, axes = _new_figure(len(datasets), len(TID_KINDS), panel=(max(4.0, 0.75 * len(norms) * len(placements)), 2.4))
+    runs = inputs.runs
+
+    def cells_of(dataset: str) -> list[tuple[str, str]]:
+        """The dataset's configured (norm, placement) cells, so that 'no probe' marks a real gap."""
+        every = [(n, p) for n in norms for p in placements]
+        if not len(runs):
+            return every
+        mine = runs[runs["dataset"] == dataset]
+        configured = set(zip(mine["norm"], mine["placement"], strict=True))
+        return [c for c in every if c in configured] or every
+
+    widest = max(len(cells_of(d)) for d in datasets)
+    fig, axes = _new_figure(len(datasets), len(TID_KINDS), panel=(max(4.0, 0.75 * widest), 2.4))
     comp_colors = dict(zip(COMPONENTS, sns.color_palette("Set2", 3), strict=True))
     width = 0.8 / len(COMPONENTS)
     for i, dataset in enumerate(datasets):
@@ -505,7 +517,7 @@ def tid_decomposition(inputs: Inputs) -> Figure:
             ax = axes[i, j]
             ax.set_title(f"{_column_title(inputs, dataset, dec)} — {TID_KINDS[kind].split('  ')[0]}")
             sub = per_run[(per_run["dataset"] == dataset) & (per_run["kind"] == kind)]
-            cells = [(n, p) for n in norms for p in placements]
+            cells = cells_of(dataset)
             if not len(sub):
                 _no_data(ax, "no probed run of this dataset")
                 continue
@@ -581,6 +593,10 @@ def _correlation_text(corr: pd.DataFrame | None) -> str:
         return "ρ not shown: results/stats/correlations.csv absent"
     if not len(corr):
         return "ρ not shown: correlations.csv has no rows"
+    # the figure plots the observed mean TID: its correlations here, the decomposition's in the CSV
+    for col, keep in (("tid_measure", "observed"), ("kind", "mean_tid")):
+        if col in corr.columns and (corr[col] == keep).any():
+            corr = corr[corr[col] == keep]
     cols = {c.lower(): c for c in corr.columns}
 
     def pick(*names):
@@ -608,7 +624,7 @@ def _correlation_text(corr: pd.DataFrame | None) -> str:
         if n is not None:
             text += f", n = {row[n]}"
         lines.append(text)
-    return "\n".join(lines) + "  (correlations.csv)"
+    return "\n".join(lines) + "\n(observed mean TID; its parts and the variance TID: correlations.csv)"
 
 
 def _place_labels(ax, points: list[tuple[float, float, str, object]], fontsize: float = 7) -> None:
