@@ -73,3 +73,17 @@ def test_an_analysis_rerun_keeps_the_runs_record_and_adds_its_commit(tmp_path, m
     assert rc == 0 and again["wall_time_s"] == first["wall_time_s"]
     assert again["analysis_rerun"]["commit"] == first["source"]["commit"]
     assert 0 <= again["analysis_rerun"]["wall_time_s"] < 60
+
+
+def test_a_workflow_that_did_not_finish_or_a_missing_record_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "provenance.json"
+    common = ["provenance", "--config", str(REPO / "config/test.yaml"), "--started", str(time.time()),
+              "--out", str(out)]
+    assert main([*common, "--marker", str(tmp_path / "absent.md")]) == 2
+    assert "did the workflow finish" in capsys.readouterr().err and not out.exists()
+    marker = tmp_path / "claims.md"
+    marker.write_text("x")
+    os.utime(marker, (time.time() + 5, time.time() + 5))
+    assert main([*common, "--marker", str(marker), "--analysis-only"]) == 2
+    assert "--analysis-only needs" in capsys.readouterr().err and not out.exists()

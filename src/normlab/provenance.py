@@ -74,13 +74,11 @@ def rule_runtimes(benchmarks_csv: Path) -> dict | None:
     import pandas as pd
 
     bench = pd.read_csv(benchmarks_csv)
-    if bench.empty or "s" not in bench:
+    if bench.empty or not {"rule", "s"} <= set(bench.columns):  # columns: docs/analysis_contract.md
         return None
-    rule_col = "rule" if "rule" in bench else None
-    groups = bench.groupby(rule_col) if rule_col else [("train", bench)]
     return {str(rule): {"jobs": int(len(g)), "sum_s": round(float(g["s"].sum()), 1),
                         "median_s": round(float(g["s"].median()), 1), "max_s": round(float(g["s"].max()), 1)}
-            for rule, g in groups}
+            for rule, g in bench.groupby("rule")}
 
 
 def _utc(seconds: float) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# the jobs downstream of the runs: one each, a notebook per analysis notebook, and the default target
+ANALYSIS_JOBS = {"collect": 1, "stats": 1, "tables": 1, "claims": 1, "figures": 1, "notebook": 4, "all": 1}
 
 
 def snakemake(*args: str, workdir: Path | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:

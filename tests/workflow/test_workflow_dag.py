@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from .snakemake_run import ROOT, job_counts, snakemake
+from .snakemake_run import ANALYSIS_JOBS, ROOT, job_counts, snakemake
 
 # Cells of each configuration's grid, counted by hand from the YAML files (tests/test_workflow_config.py).
 CELLS = {"test": 40, "default": 144, "paper": 560}
@@ -32,14 +32,8 @@ def test_dry_run_builds_one_train_and_one_probe_job_per_cell_and_every_paper_out
         "train": CELLS[name],
         "probe": CELLS[name],
         "manifest": 1,
-        "collect": 1,
-        "stats": 1,
-        "tables": 1,
-        "claims": 1,
-        "figures": 1,
-        "notebook": 4,
         "datasets_table": 1,
-        "all": 1,
+        **ANALYSIS_JOBS,
         "total": 3 * CELLS[name] + 2 * n_datasets + 12,
     }
 

@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from .snakemake_run import BIN, ROOT, job_counts, snakemake
+from .snakemake_run import ANALYSIS_JOBS, BIN, ROOT, job_counts, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -88,13 +88,7 @@ def test_deleting_one_run_reruns_only_what_depends_on_it_and_an_interrupted_run_
     assert job_counts(r.stdout) == {
         "train": 1,
         "probe": 1,
-        "collect": 1,
-        "stats": 1,
-        "tables": 1,
-        "claims": 1,
-        "figures": 1,
-        "notebook": 4,
-        "all": 1,
+        **ANALYSIS_JOBS,
         "total": 12,
     }, r.stdout[-3000:]
 
