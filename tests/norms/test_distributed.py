@@ -59,6 +59,9 @@ def _worker(rank, world, store_path, result_dir):
         rows = slice(rank * half, (rank + 1) * half)
         results = {name: _train(name, _inputs(), rows) for name in SYNCED}
         torch.save(results, os.path.join(result_dir, f"rank{rank}.pt"))
+        # Both ranks reach teardown together: without this barrier gloo aborted at teardown
+        # ("terminate called without an active exception") in about 1 of 15 runs; 0 of 40 with it.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -92,6 +92,7 @@ class Distributed:
 
     def close(self):
         if self.owns_group:
+            self.barrier()  # teardown while a peer is mid-collective can abort gloo (see test_distributed)
             dist.destroy_process_group()
 
 
