@@ -1,25 +1,33 @@
 """Estimate the GPU-hours of the paper configuration (config/paper.yaml) on one modern GPU.
 
-No GPU was available to the sessions that wrote this project, so this is an *estimate* from counted
-work, not a measurement: for every cell of the paper grid it counts the training FLOPs from the
-resolved run config (6 x matmul weights x tokens, plus attention), and turns them into hours under
-two stated assumptions for an H100-class GPU in bf16:
+Two ways, side by side:
+
+* ``--measure`` (on a GPU): for each dataset and norm it builds the cell's resolved run config, swaps
+  the corpus for a synthetic one of the same vocabulary, sentence length, classes and image size (step
+  time depends only on those shapes), trains ``--steps`` steps with the real engine (bf16 autocast, TID
+  recording, the optimizer) and times the steps after the first log window (compilation and warm-up).
+  Hours = measured seconds per step x the cell's ``max_steps``; evaluation and the probe are not counted.
+* without it, an *estimate* from counted work: for every cell of the paper grid it counts the
+  training FLOPs from the resolved run config (6 x matmul weights x tokens, plus attention), and
+  turns them into hours under two stated assumptions for an H100-class GPU in bf16:
 
     optimistic   40 % of the 989 TFLOP/s dense bf16 peak, and a floor of 15 ms per step
     pessimistic  15 % of that peak,                        and a floor of 60 ms per step
 
 The floor is the per-step overhead of eager PyTorch (kernel launches, optimizer, logging) that
 dominates the small models (IMDB's 1-layer d=32 classifier, CoNLL's batches of 16 sentences).
-Evaluation (beam search on test) and the probe add roughly 5-10 % and are not counted.  Replace these
-numbers with a measured run as soon as a GPU is at hand: `normlab train --config` one cell and read
-tokens_per_s from its metrics.jsonl.
+Evaluation (beam search on test) and the probe add roughly 5-10 % and are not counted.
 
-    python benchmarks/paper_gpu_hours.py [--config config/paper.yaml]     (prints a Markdown table)
+    python benchmarks/paper_gpu_hours.py [--config config/paper.yaml]            (estimate, Markdown table)
+    python benchmarks/paper_gpu_hours.py --measure [--steps 60] [--norms ln bn]  (on a GPU, measured)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -91,10 +99,83 @@ def estimate(config: Path) -> tuple[list[dict], dict]:
     return rows, dict(totals)
 
 
+def synthetic_like(name: str, run: dict):
+    """A synthetic task with the shapes of dataset ``name`` (vocabulary, sentence length, classes, image)."""
+    from normlab.train import synthetic_task
+
+    family = DATASETS[name].family
+    if family == "image":
+        return synthetic_task("image", n_train=2048, n_valid=8, n_test=8, n_classes=10,
+                              image_size=32 if name == "cifar10" else 28)
+    length = MEAN_TOKENS.get(name, 30)
+    return synthetic_task(family, n_train=8192, n_valid=8, n_test=8, vocab_size=max(vocab_size(name), 64),
+                          min_len=max(2, int(length * 0.75)), max_len=int(length * 1.25) + 1,
+                          n_classes=DATASETS[name].options.get("n_classes", 4))
+
+
+def measure(config: Path, steps: int, norms: list[str]) -> tuple[list[dict], dict]:
+    """Seconds per training step of each dataset x norm, timed with the real engine on this machine."""
+    import torch
+
+    from normlab.train import train
+
+    cfg, cells, runs = workflow.load_file(config, Path("workflows/schemas/config.schema.yaml"))
+    log_every = max(steps // 3, 1)
+    counts: dict[str, int] = defaultdict(int)
+    for cell in cells:
+        counts[cell.dataset] += 1
+    rows, total = [], 0.0
+    for name in dict.fromkeys(c.dataset for c in cells):
+        row = {"dataset": name, "runs": counts[name], "steps": None}
+        # an untimed warm-up run first: the first run of a dataset's shapes pays one-off costs (kernel
+        # selection, allocator growth) that a long run amortises; without it the first norm looked slower
+        for norm in [norms[0], *norms]:
+            cell = next((c for c in cells if c.dataset == name and c.norm == norm), None)
+            if cell is None:
+                continue
+            run = copy.deepcopy(runs[cell.run_id])
+            row["steps"] = run["train"]["max_steps"]
+            run["train"].update(max_steps=steps, log_every=log_every, eval_every=10 * steps,
+                                checkpoint_every=10 * steps, progress="off")
+            with tempfile.TemporaryDirectory() as tmp:
+                train(run, tmp, task=synthetic_like(name, run), stop_at_step=steps)
+                logged = [json.loads(line) for line in Path(tmp, "metrics.jsonl").read_text().splitlines()]
+            timed = [r for r in logged if r.get("kind") == "train"]
+            first, last = timed[0], timed[-1]
+            if "warmed" not in row:
+                row["warmed"] = True
+                continue
+            row[norm] = (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"])
+            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+            print(f"{name} {norm}: {row[norm] * 1e3:.1f} ms/step", flush=True)
+        # the grid's cells of this dataset: each norm's cells at that norm's time, others at the slowest
+        slowest = max(row.get(n, 0.0) for n in norms)
+        hours = sum(row.get(c.norm, slowest) * runs[c.run_id]["train"]["max_steps"]
+                    for c in cells if c.dataset == name) / 3600
+        row["gpu_hours"] = hours
+        total += hours
+        rows.append(row)
+    return rows, {"measured": total, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("config/paper.yaml"))
+    parser.add_argument("--measure", action="store_true", help="time real training steps on this machine")
+    parser.add_argument("--steps", type=int, default=60, help="--measure: steps per dataset x norm")
+    parser.add_argument("--norms", nargs="+", default=["ln", "bn"], help="--measure: norms to time")
     args = parser.parse_args()
+    if args.measure:
+        rows, totals = measure(args.config, args.steps, args.norms)
+        print(f"measured on {totals['device']}, {args.steps} steps each, timed after the first log window")
+        print("| dataset | steps | " + " | ".join(f"ms/step {n}" for n in args.norms) + " | GPU-h, all runs | runs |")
+        print("|---|---|" + "---|" * len(args.norms) + "---|---|")
+        for r in rows:
+            cols = " | ".join(f"{r[n] * 1e3:.1f}" if n in r else "–" for n in args.norms)
+            print(f"| {r['dataset']} | {r['steps']:,} | {cols} | {r['gpu_hours']:.1f} | {r['runs']} |")
+        print(f"| **all {sum(r['runs'] for r in rows)} runs** | | " + "| " * len(args.norms)
+              + f"**{totals['measured']:,.0f}** | |")
+        return
     rows, totals = estimate(args.config)
     print("| dataset | steps | tokens/step | PFLOP per run | GPU-h per run (optimistic – pessimistic) | runs |")
     print("|---|---|---|---|---|---|")

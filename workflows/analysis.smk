@@ -14,7 +14,7 @@ rule probe:
     conditioning of each norm's input, at the run's final weights."""
     input:
         final=rules.train.output.final,
-        card=f"{DATA_CACHE}/prepared/{{dataset}}/card.json",
+        card=prepared_card,
     output:
         summary=f"{PROBE_DIR}/probe.json",
         tid=f"{PROBE_DIR}/tid_decomposition.jsonl",

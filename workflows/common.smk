@@ -1,12 +1,21 @@
 # Configuration, the grid of runs and shared helpers.  The logic lives in normlab.workflow (tested
 # without Snakemake); this file only binds it to the workflow.
+import re
 import shutil
 from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from normlab.workflow import WorkflowConfigError, load, manifest_csv, resources, run_config_yaml
+from normlab.workflow import (
+    WorkflowConfigError,
+    corpus_of,
+    load,
+    manifest_csv,
+    resources,
+    run_config_yaml,
+    sweep_points_csv,
+)
 
 
 # No `configfile:` directive: Snakemake would deep-merge --configfile over it, mixing two grids.
@@ -24,7 +33,8 @@ except WorkflowConfigError as err:
     raise WorkflowError(f"{err}\n(fix the workflow config; its schema is workflows/schemas/config.schema.yaml)")
 
 DATA_CACHE = CFG["data_cache"]
-DATASETS_USED = sorted({c.dataset for c in CELLS})
+DATASETS_USED = sorted({c.corpus for c in CELLS})  # registered datasets: what is fetched and prepared
+SETTINGS_USED = sorted({c.dataset for c in CELLS})  # = DATASETS_USED, plus the sweep's points
 # Jobs call the `normlab` command: from the activated venv (`make run` puts .venv/bin first on PATH;
 # SLURM jobs inherit it) or from the conda environment envs/normlab.yaml (--sdm conda).
 if shutil.which("normlab") is None and "conda" not in str(workflow.deployment_settings.deployment_method).lower():
@@ -39,7 +49,7 @@ TRAIN_BENCHMARK = "results/benchmarks/train/{dataset}/{placement}/{norm}/seed{se
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS_USED),
+    dataset="|".join(re.escape(name) for name in sorted(set(DATASETS_USED) | set(SETTINGS_USED))),
     placement="post|pre",
     norm="|".join(sorted({c.norm for c in CELLS}, key=len, reverse=True)),
     seed=r"\d+",
@@ -48,6 +58,11 @@ wildcard_constraints:
 def per_run(pattern):
     """`pattern` for every cell of the grid."""
     return [pattern.format(**c.wildcards) for c in CELLS]
+
+
+def prepared_card(wildcards):
+    """The prepared data card of a cell's corpus (a sweep setting reads its dataset's data)."""
+    return f"{DATA_CACHE}/prepared/{corpus_of(wildcards.dataset)}/card.json"
 
 
 def cell_id(wildcards):

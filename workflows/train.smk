@@ -22,7 +22,7 @@ rule train:
     marked in the tables instead of stopping the workflow."""
     input:
         config=rules.run_config.output[0],
-        card=f"{DATA_CACHE}/prepared/{{dataset}}/card.json",
+        card=prepared_card,
     output:
         final=f"{RUN_DIR}/final.json",
     params:

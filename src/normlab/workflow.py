@@ -9,7 +9,14 @@ Snakemake.  A configuration (``config/*.yaml``) has:
 * ``grids``: named blocks, each a cross product datasets × placements × norms × seeds; the runs are
   the union (a cell in two blocks is one run, listed under both);
 * ``run_defaults`` (applied first), ``norm_options`` (per norm, ``all``/``post``/``pre``) and
-  ``overrides`` (single cells, applied last, each with a reason).
+  ``overrides`` (single cells, applied last, each with a reason);
+* ``sweep`` (optional; the scale study, ``config/scale.yaml``): one factor at a time around a base
+  point.  Each factor lists its levels in order, each level a patch of run sections (and
+  ``data_options``, ``placement``); the one level with an empty patch is the base point.  Every level
+  of every swept dataset becomes a *setting* named ``<dataset>.<factor>-<level>`` (the base point:
+  ``<dataset>.base``, shared by all factors), and a setting takes the place of the dataset in run ids
+  and paths, so every downstream stage treats a point like a dataset.  ``sweep_points_csv`` says
+  which setting is which point.
 
 Every problem is reported before any job runs: the schema check names the key and the valid values,
 and every cell's run config is validated by :mod:`normlab.train.config`, so a cell a model cannot run
@@ -21,6 +28,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +48,8 @@ class WorkflowConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid."""
+    """One run of the grid.  ``dataset`` is a registered dataset, or in a sweep a setting of one
+    (``bible_es_en.depth-8``); ``corpus`` is the registered dataset either way."""
 
     dataset: str
     placement: str
@@ -49,12 +58,89 @@ class Cell:
     grids: tuple[str, ...] = field(default=(), compare=False)
 
     @property
+    def corpus(self) -> str:
+        return corpus_of(self.dataset)
+
+    @property
     def run_id(self) -> str:
         return f"{self.dataset}/{self.placement}/{self.norm}/seed{self.seed}"
 
     @property
     def wildcards(self) -> dict:
         return {"dataset": self.dataset, "placement": self.placement, "norm": self.norm, "seed": self.seed}
+
+
+SWEEP_GRID = "sweep"
+LEVEL_LABEL = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
+
+
+def corpus_of(setting: str) -> str:
+    """The registered dataset of a setting name (``bible_es_en.depth-8`` -> ``bible_es_en``)."""
+    return setting.split(".", 1)[0]
+
+
+def setting_name(dataset: str, factor: str, label: str, patch: dict) -> str:
+    return f"{dataset}.base" if not patch else f"{dataset}.{factor}-{label}"
+
+
+def sweep_points(cfg: dict) -> list[dict]:
+    """One row per dataset x factor x level of the sweep (empty without one), in the configured order."""
+    sweep = cfg.get("sweep")
+    if not sweep:
+        return []
+    rows = []
+    for factor, spec in sweep["factors"].items():
+        for dataset in spec.get("datasets", sweep["datasets"]):
+            for rank, (label, patch) in enumerate(spec["levels"].items()):
+                label = str(label)
+                try:
+                    value = float(label)
+                except ValueError:
+                    value = None
+                rows.append({
+                    "setting": setting_name(dataset, factor, label, patch), "corpus": dataset, "factor": factor,
+                    "level": label, "level_value": value, "level_rank": rank, "is_base": not patch,
+                    "placement": patch.get("placement", sweep["placement"]),
+                })
+    return rows
+
+
+def _check_sweep(cfg: dict) -> None:
+    sweep = cfg["sweep"]
+    for dataset in sweep["datasets"]:
+        if dataset not in cfg["datasets"]:
+            raise WorkflowConfigError(f"sweep.datasets: {dataset} has no entry under `datasets` (its base point)")
+    for factor, spec in sweep["factors"].items():
+        where = f"sweep.factors.{factor}"
+        extra = [d for d in spec.get("datasets", []) if d not in sweep["datasets"]]
+        if extra:
+            raise WorkflowConfigError(f"{where}.datasets: {', '.join(extra)} not in sweep.datasets")
+        bases = [str(label) for label, patch in spec["levels"].items() if not patch]
+        if len(bases) != 1:
+            raise WorkflowConfigError(
+                f"{where}.levels: exactly one level must be the base point (an empty patch {{}}); found "
+                f"{len(bases)} ({', '.join(bases) or 'none'})"
+            )
+        bad = [str(label) for label in spec["levels"] if not LEVEL_LABEL.match(str(label))]
+        if bad:
+            raise WorkflowConfigError(f"{where}.levels: labels {bad} must be letters, digits, '_', '.', '+', '-'")
+
+
+def settings(cfg: dict) -> dict[str, dict]:
+    """Setting name -> its dataset entry: every configured dataset as itself, plus each sweep point
+    (the dataset's entry with the level's patch merged in; ``placement`` stays out of the entry)."""
+    out = {name: entry for name, entry in cfg["datasets"].items()}
+    sweep = cfg.get("sweep")
+    for point in sweep_points(cfg):
+        patch = dict(sweep["factors"][point["factor"]]["levels"][_label_key(sweep, point)])
+        patch.pop("placement", None)
+        out[point["setting"]] = merge(cfg["datasets"][point["corpus"]], patch)
+    return out
+
+
+def _label_key(sweep: dict, point: dict):
+    """The levels mapping's own key of a point (YAML may have read ``400`` as an int)."""
+    return next(k for k in sweep["factors"][point["factor"]]["levels"] if str(k) == point["level"])
 
 
 def load_schema(path: str | Path) -> dict:
@@ -81,6 +167,11 @@ def check(config: dict, schema: dict) -> dict:
     cfg.setdefault("overrides", [])
     cfg["analysis"] = {"probe_batches": 16, "probe_population_tokens": 1_000_000, **cfg.get("analysis", {})}
     cfg.setdefault("resources", {})
+    cfg.setdefault("grids", {})
+    if not cfg["grids"] and not cfg.get("sweep"):
+        raise WorkflowConfigError("a workflow config needs `grids` or a `sweep` (or both); see config/default.yaml")
+    if cfg.get("sweep"):
+        _check_sweep(cfg)
     for name, grid in cfg["grids"].items():
         unknown = [d for d in grid["datasets"] if d not in cfg["datasets"]]
         if unknown:
@@ -100,6 +191,13 @@ def cells(cfg: dict) -> list[Cell]:
                 for norm in grid["norms"]:
                     for seed in grid.get("seeds", cfg["seeds"]):
                         found.setdefault((dataset, placement, norm, seed), []).append(name)
+    sweep = cfg.get("sweep")
+    for point in sweep_points(cfg):
+        for norm in sweep["norms"]:
+            for seed in sweep.get("seeds", cfg["seeds"]):
+                names = found.setdefault((point["setting"], point["placement"], norm, seed), [])
+                if SWEEP_GRID not in names:
+                    names.append(SWEEP_GRID)
     return [Cell(*key, grids=tuple(names)) for key, names in found.items()]
 
 
@@ -110,13 +208,13 @@ def _norm_options(section: dict, norm: str, placement: str) -> dict:
 
 def run_config(cfg: dict, cell: Cell) -> dict:
     """The run config (normlab.train) of one cell, not yet validated."""
-    entry = cfg["datasets"][cell.dataset]
+    entry = settings(cfg)[cell.dataset]
     run = merge(cfg["run_defaults"], {k: entry[k] for k in ("model", "optim", "train", "eval") if k in entry})
-    run["task"] = DATASETS[cell.dataset].family
+    run["task"] = DATASETS[cell.corpus].family
     run["seed"] = cell.seed
     run["data"] = {
         "source": "normlab",
-        "name": cell.dataset,
+        "name": cell.corpus,
         "options": {"cache": cfg["data_cache"], **entry.get("data_options", {})},
     }
     model = run.setdefault("model", {})
@@ -126,7 +224,9 @@ def run_config(cfg: dict, cell: Cell) -> dict:
         _norm_options(entry.get("norm_options", {}), cell.norm, cell.placement),
     )
     for override in cfg["overrides"]:
-        if all(getattr(cell, key) == value for key, value in override["where"].items()):
+        # `where: {dataset: X}` matches X's sweep settings too
+        if all((cell.corpus if key == "dataset" else getattr(cell, key)) == value
+               for key, value in override["where"].items()):
             run = merge(run, override["set"])
     return run
 
@@ -188,10 +288,23 @@ def manifest_csv(cfg: dict, cell_list: list[Cell], paths: dict[str, str]) -> str
                 "run_id": cell.run_id,
                 "config_name": cfg["name"],
                 "scale": cfg["scale"],
-                "task": DATASETS[cell.dataset].family,
+                "task": DATASETS[cell.corpus].family,
                 **cell.wildcards,
                 "grids": ";".join(cell.grids),
                 **{key: pattern.format(**cell.wildcards) for key, pattern in paths.items()},
             }
         )
+    return buf.getvalue()
+
+
+SWEEP_POINT_COLUMNS = ("setting", "corpus", "factor", "level", "level_value", "level_rank", "is_base", "placement")
+
+
+def sweep_points_csv(cfg: dict) -> str:
+    """The sweep's points (header only without a sweep): which setting is which factor level."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SWEEP_POINT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in sweep_points(cfg):
+        writer.writerow({**row, "level_value": "" if row["level_value"] is None else row["level_value"]})
     return buf.getvalue()

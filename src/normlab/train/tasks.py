@@ -79,7 +79,7 @@ def load_task(family: str, data_cfg: dict, seed: int) -> TaskData:
     raise ValueError(f"data.source {source!r} is not valid; valid values: synthetic, normlab")
 
 
-NORMLAB_DATA_OPTIONS = ("cache", "max_examples", "max_eval_examples", "max_len")
+NORMLAB_DATA_OPTIONS = ("cache", "max_examples", "max_eval_examples", "max_len", "length_range")
 _IOB2_NAME = re.compile(r"^(O|[BI]-.+)$")
 
 
@@ -91,7 +91,10 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
     ``max_eval_examples`` (the first N of valid and test only: a fixed evaluation subset where a full
     pass costs more than the run, e.g. a 10k-way softmax on CPU) and ``max_len`` (truncate
     classification, tagging and LM sequences to that many tokens; long
-    documents such as e-mails would otherwise exceed a token budget).
+    documents such as e-mails would otherwise exceed a token budget), and ``length_range`` ([min, max]:
+    keep only the examples of that many tokens -- the source of a translation pair, an LM sentence
+    without its ``<eos>`` -- in every split, before the limits; the scale study's batch composition:
+    many short vs few long sentences in the same token budget).
     The LM data end every sentence in ``<eos>``; the batcher adds BOS/EOS itself, so the stored
     ``<eos>`` is dropped here and ``<eos>`` also serves as the BOS (as fairseq's LMs do).
     """
@@ -110,29 +113,45 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
     if train.family != family:
         raise ValueError(f"dataset {name!r} is a {train.family!r} dataset, not {family!r}: set task.family to match")
 
-    def count(split, split_name: str) -> int:
-        n = len(split.labels) if family == "image" else len(split.tokens)
+    length_range = options.get("length_range")
+    if length_range is not None and (family == "image" or len(length_range) != 2 or length_range[0] > length_range[1]):
+        raise ValueError(f"data.options.length_range {length_range!r}: give [min, max] tokens, min <= max, "
+                         "for a text dataset")
+
+    def chosen(split, split_name: str) -> np.ndarray:
+        """The examples used: those in length_range, then the first max_examples (eval: max_eval_examples)."""
+        if family == "image":
+            index = np.arange(len(split.labels))
+        else:
+            index = np.arange(len(split.tokens))
+            if length_range is not None:
+                lengths = np.asarray(split.tokens.lengths) - (1 if family == "lm" else 0)
+                index = index[(lengths >= length_range[0]) & (lengths <= length_range[1])]
         limits = [limit] + ([options.get("max_eval_examples")] if split_name != "train" else [])
-        return min([n] + [int(x) for x in limits if x is not None])
+        return index[: min([len(index)] + [int(x) for x in limits if x is not None])]
 
     examples: dict[str, object] = {}
+    used: dict[str, int] = {}
     for split_name, split in splits.items():
-        n = count(split, split_name)
+        index = chosen(split, split_name)
+        used[split_name] = len(index)
+        if len(index) == 0:
+            raise ValueError(f"dataset {name!r}: no {split_name} examples left with data.options {options}")
         if family == "image":
-            images = np.asarray(split.images[:n], dtype=np.float32) / 255.0
+            images = np.asarray(split.images[: index[-1] + 1][index], dtype=np.float32) / 255.0
             images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
             examples[split_name] = (torch.from_numpy(np.ascontiguousarray(images)),
-                                    torch.from_numpy(np.asarray(split.labels[:n], dtype=np.int64)))
+                                    torch.from_numpy(np.asarray(split.labels[: index[-1] + 1][index], dtype=np.int64)))
         elif family == "translation":
-            examples[split_name] = [(split.tokens[i], split.target[i]) for i in range(n)]
+            examples[split_name] = [(split.tokens[i], split.target[i]) for i in index]
         elif family == "lm":
-            examples[split_name] = [split.tokens[i][:-1][cut] for i in range(n)]  # drop the stored <eos>
+            examples[split_name] = [split.tokens[i][:-1][cut] for i in index]  # drop the stored <eos>
         elif family == "classification":
-            examples[split_name] = [(split.tokens[i][cut], int(split.labels[i])) for i in range(n)]
+            examples[split_name] = [(split.tokens[i][cut], int(split.labels[i])) for i in index]
         else:
-            examples[split_name] = [(split.tokens[i][cut], split.tags[i][cut]) for i in range(n)]
+            examples[split_name] = [(split.tokens[i][cut], split.tags[i][cut]) for i in index]
 
-    info = {"dataset": name, "examples": {k: count(v, k) for k, v in splits.items()}}
+    info = {"dataset": name, "examples": used}
     if family == "image":
         images = examples["train"][0]
         return TaskData(family, examples, n_classes=len(train.label_names), label_names=list(train.label_names),
