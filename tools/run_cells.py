@@ -85,8 +85,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--deadline-s", type=float, default=float("inf"), help="start no cell that would end later")
     parser.add_argument("--seconds-per-unit", type=float, default=1e-2, help="initial seconds per cost unit")
+    parser.add_argument("--hard-stop-s", type=float, default=float("inf"),
+                        help="kill the cells still running at this time and archive the finished ones")
     parser.add_argument("--datasets", nargs="+", help="only cells of these registered datasets")
-    parser.add_argument("--archive", help="tar.gz (or .tar.xz) of the finished runs (no checkpoints), probes, benchmarks, logs")
+    parser.add_argument("--archive", help="tar.gz or .tar.xz of the finished runs (no checkpoints), probes, logs")
     args = parser.parse_args()
     t0 = time.perf_counter()
     cfg, cells, runs = workflow.load_file(args.configfile, "workflows/schemas/config.schema.yaml")
@@ -115,6 +117,14 @@ def main() -> int:
             job.start_stage(env)
             running.append(job)
         time.sleep(0.5)
+        if time.perf_counter() - t0 > args.hard_stop_s:
+            for job in running:
+                job.proc.kill()
+                job.proc.wait()
+                print(f"killed at the hard stop: {job.run_id}", flush=True)
+            skipped += running + pending
+            running, pending = [], []
+            break
         for job in list(running):
             pid, status, rusage = os.wait4(job.proc.pid, os.WNOHANG)
             if pid == 0:  # still running

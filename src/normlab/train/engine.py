@@ -136,15 +136,22 @@ def clear_run_folder(out: Path) -> None:
 
 
 def versions() -> dict:
-    from importlib.metadata import version
+    """Versions recorded in final.json; a metric package this task never imports may be absent (null)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "normlab": normlab.__version__,
-        "sacrebleu": version("sacrebleu"),
-        "seqeval": version("seqeval"),
+        "sacrebleu": installed("sacrebleu"),
+        "seqeval": installed("seqeval"),
     }
 
 
