@@ -32,7 +32,7 @@ def test_provenance_records_commit_config_machine_and_wall_time(tmp_path, monkey
     assert rc == 0
     record = json.loads(out.read_text())
     assert len(record["source"]["commit"]) == 40
-    assert record["config"]["name"] == "test" and record["config"]["cells"] == 40
+    assert record["config"]["name"] == "test" and record["config"]["cells"] == 48
     assert record["machine"]["cpu_count"] >= 1 and record["machine"]["torch"]
     assert 4 <= record["wall_time_s"] < 60 and record["cores"] == 2
     assert record["rule_runtimes"]["train"] == {"jobs": 2, "sum_s": 6.0, "median_s": 3.0, "max_s": 4.0}

@@ -20,7 +20,11 @@ def config(name="test"):
     ("name", "n_cells"),
     [
         # counted by hand from each file's grids: blocks crossed, then the shared cells once
-        ("test", (2 * 2 * 4 + 1 * 1 * 5 - 1) * 2),  # ln on wnut16/post is in both blocks
+        # ln on wnut16/post is in both blocks; the sweep: 2 depth levels x 2 norms x 2 seeds
+        ("test", (2 * 2 * 4 + 1 * 1 * 5 - 1) * 2 + 2 * 2 * 2),
+        # base + 2 levels of steps on 3 datasets, 2 levels of depth/width/lr/length and 1 of placement on
+        # 2 datasets, each x 3 norms x 3 seeds
+        ("scale", (3 * 3 + 2 * (2 + 2 + 2 + 1 + 2)) * 3 * 3),
         ("default", (5 * 2 * 3 + 3 * 2 * 1 + 3 * 1 * 5 - 3) * 3),
         ("paper", (10 * 2 * 4 + 4 * 2 * 5 - 4 * 2) * 5),
     ],
@@ -151,3 +155,50 @@ def test_run_config_merges_defaults_dataset_norm_options_and_overrides_in_that_o
     rc = run_config(cfg, Cell("wnut16", "post", "rbn", 1))
     assert rc["optim"]["lr"] == 2.0 and rc["train"]["max_steps"] == 7
     assert rc["model"]["norm_options"] == {"penalty_mean": 3, "penalty_var": 1}
+
+
+def _sweep_config(**factor_levels):
+    cfg = config()
+    cfg["sweep"] = {"datasets": ["wnut16", "fashion_mnist"], "norms": ["ln", "bn"], "placement": "post",
+                    "seeds": [1], "factors": factor_levels}
+    return cfg
+
+
+def test_a_sweep_is_one_setting_per_level_with_the_base_point_shared():
+    from normlab.workflow import sweep_points
+
+    cfg, cell_list, runs = load(_sweep_config(
+        depth={"levels": {1: {}, 3: {"model": {"n_layers": 3}}}},
+        placement={"datasets": ["wnut16"], "levels": {"post": {}, "pre": {"placement": "pre"}}},
+    ), SCHEMA)
+    swept = {c.run_id for c in cell_list if "sweep" in c.grids}
+    assert swept == {f"{d}/{p}/{n}/seed1" for n in ("ln", "bn") for d, p in [
+        ("wnut16.base", "post"), ("wnut16.depth-3", "post"), ("wnut16.placement-pre", "pre"),
+        ("fashion_mnist.base", "post"), ("fashion_mnist.depth-3", "post")]}
+    assert runs["wnut16.depth-3/post/bn/seed1"]["model"]["n_layers"] == 3
+    assert runs["wnut16.base/post/bn/seed1"]["model"]["n_layers"] == 1
+    assert runs["wnut16.depth-3/post/bn/seed1"]["data"]["name"] == "wnut16"  # the setting reads its dataset
+    pre = runs["wnut16.placement-pre/pre/bn/seed1"]
+    assert pre["model"]["placement"] == "pre" and pre["train"] == runs["wnut16.base/post/bn/seed1"]["train"]
+    points = sweep_points(cfg)
+    assert [(p["setting"], p["factor"], p["level"], p["is_base"]) for p in points if p["corpus"] == "wnut16"] == [
+        ("wnut16.base", "depth", "1", True), ("wnut16.depth-3", "depth", "3", False),
+        ("wnut16.base", "placement", "post", True), ("wnut16.placement-pre", "placement", "pre", False)]
+
+
+@pytest.mark.parametrize(
+    ("levels", "message"),
+    [
+        ({1: {"model": {"n_layers": 1}}, 2: {"model": {"n_layers": 2}}}, "exactly one level must be the base point"),
+        ({1: {}, 2: {}}, "exactly one level must be the base point"),
+        ({1: {}, "a/b": {"model": {"n_layers": 2}}}, "must be letters, digits"),
+    ],
+)
+def test_a_sweep_without_one_base_level_or_with_a_bad_label_is_refused(levels, message):
+    with pytest.raises(WorkflowConfigError, match=message):
+        load(_sweep_config(depth={"levels": levels}), SCHEMA)
+
+
+def test_a_sweep_level_that_a_model_cannot_run_is_named_at_load_time():
+    with pytest.raises(WorkflowConfigError, match=r"wnut16\.width-5/post/ln/seed1"):
+        load(_sweep_config(width={"levels": {16: {}, 5: {"model": {"d_model": 5}}}}), SCHEMA)

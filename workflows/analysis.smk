@@ -56,6 +56,21 @@ rule manifest:
         "scripts/write_text.py"
 
 
+rule sweep_points:
+    """Which setting is which point of the sweep (factor, level, base point); header only without a sweep."""
+    localrule: True
+    output:
+        "results/sweep_points.csv",
+    params:
+        text=sweep_points_csv(CFG),
+    log:
+        "logs/analysis/sweep_points.log",
+    conda:
+        "../envs/normlab.yaml"
+    script:
+        "scripts/write_text.py"
+
+
 rule collect:
     """Every run, probe and benchmark of the manifest into tidy tables."""
     input:

@@ -32,7 +32,16 @@ try:
 except WorkflowConfigError as err:
     raise WorkflowError(f"{err}\n(fix the workflow config; its schema is workflows/schemas/config.schema.yaml)")
 
+# A configuration may keep all its outputs in a folder of its own (config/scale.yaml: scale_study/) so
+# that its tables and figures do not overwrite the default configuration's; the data cache stays shared.
+if CFG.get("workdir"):
+    CFG["data_cache"] = str(Path(CFG["data_cache"]).resolve())
+
+    workdir: CFG["workdir"]
+
+
 DATA_CACHE = CFG["data_cache"]
+SWEEP = bool(CFG.get("sweep"))  # the scale study (config/scale.yaml): adds its points table, table and figures
 DATASETS_USED = sorted({c.corpus for c in CELLS})  # registered datasets: what is fetched and prepared
 SETTINGS_USED = sorted({c.dataset for c in CELLS})  # = DATASETS_USED, plus the sweep's points
 # Jobs call the `normlab` command: from the activated venv (`make run` puts .venv/bin first on PATH;

@@ -11,13 +11,21 @@ FIGURES = [
     "training_curves",
     "conditioning",
 ]
-NOTEBOOKS = ["tid_dynamics", "performance", "conditioning", "ln_family"]
+NOTEBOOKS = ["tid_dynamics", "performance", "conditioning", "ln_family"] + (["scale_study"] if SWEEP else [])
+SCALE_FIGURES = (
+    [f"scale_{factor}" for factor in CFG["sweep"]["factors"]] + ["scale_summary"] if SWEEP else []
+)
+SCALE_OUTPUTS = (
+    [f"paper_tables/scale_study.{ext}" for ext in ("md", "csv")]
+    + [f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")]
+)
 
 PAPER_OUTPUTS = (
     [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex", "csv")]
     + ["paper_tables/claims.md", "paper_tables/claims.csv", "paper_tables/datasets.md"]
     + [f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
     + [f"notebooks/executed/{nb}.ipynb" for nb in NOTEBOOKS]
+    + (SCALE_OUTPUTS if SWEEP else [])
 )
 
 
@@ -49,22 +57,26 @@ rule tables:
 
 
 rule claims:
-    """One verdict per claim of the two papers, with its evidence and, for TID, the noise floor."""
+    """One verdict per claim of the two papers, with its evidence and, for TID, the noise floor (and,
+    with a sweep, the scale study's section)."""
     input:
         tidy=TIDY_TABLES,
         stats=STATS_TABLES,
+        scale=["paper_tables/scale_study.csv"] if SWEEP else [],
     output:
         md=report("paper_tables/claims.md", caption="report/claims.rst", category="Claims"),
         csv="paper_tables/claims.csv",
     params:
         tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
+        scale=lambda wc, input: f"--scale-study {input.scale[0]}" if input.scale else "",
     log:
         "logs/paper/claims.log",
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab claims --tidy {params.tidy} --stats {params.stats} --out {output.md} > {log} 2>&1"
+        "normlab claims --tidy {params.tidy} --stats {params.stats} --out {output.md} "
+        "{params.scale} > {log} 2>&1"
 
 
 rule figures:
@@ -130,3 +142,27 @@ rule datasets_table:
         "../envs/normlab.yaml"
     shell:
         "normlab prepare --cards {params.names} --cache {params.cache} --out {output} > {log} 2>&1"
+
+
+if SWEEP:
+
+    rule scale_study:
+        """The scale study: a table, a figure per factor and the summary (TID excess over the floor vs scale)."""
+        input:
+            tidy=TIDY_TABLES,
+            stats=STATS_TABLES,
+            points=rules.sweep_points.output[0],
+        output:
+            table=report("paper_tables/scale_study.md", caption="report/scale_study.rst", category="Tables"),
+            csv="paper_tables/scale_study.csv",
+            figures=[f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")],
+        params:
+            tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
+            stats=lambda wc, input: str(Path(input.stats[0]).parent),
+        log:
+            "logs/paper/scale_study.log",
+        conda:
+            "../envs/normlab.yaml"
+        shell:
+            "normlab scale --tidy {params.tidy} --stats {params.stats} --points {input.points} "
+            "--tables paper_tables --figures figures > {log} 2>&1"

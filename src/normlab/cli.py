@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("normlab.analysis.tables", "the papers' tables (Markdown, LaTeX, CSV)"),
     "claims": ("normlab.analysis.claims", "the claims report"),
     "figures": ("normlab.analysis.figures", "the figures (PDF, PNG)"),
+    "scale": ("normlab.analysis.scale", "the scale study's table and figures (config/scale.yaml)"),
     "provenance": ("normlab.provenance", "commit, config hash, machine, date and wall time of a workflow run"),
 }
 

@@ -224,9 +224,8 @@ def run_config(cfg: dict, cell: Cell) -> dict:
         _norm_options(entry.get("norm_options", {}), cell.norm, cell.placement),
     )
     for override in cfg["overrides"]:
-        # `where: {dataset: X}` matches X's sweep settings too
-        if all((cell.corpus if key == "dataset" else getattr(cell, key)) == value
-               for key, value in override["where"].items()):
+        # `where: {dataset: X}` is the grid's cell of dataset X, not its sweep settings (X.factor-level)
+        if all(getattr(cell, key) == value for key, value in override["where"].items()):
             run = merge(run, override["set"])
     return run
 

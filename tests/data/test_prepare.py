@@ -162,3 +162,21 @@ def test_cli_prepare_and_cards(tmp_path, tiny_bible, monkeypatch, capsys):
     assert "Declared but not prepared in this cache: `fashion_mnist`" in datasets_markdown(tmp_path / "c")
     assert main(["fetch", "no_such_dataset", "--cache", str(tmp_path / "c")]) == 1
     assert "unknown dataset 'no_such_dataset'" in capsys.readouterr().err
+
+
+def test_length_range_keeps_only_sources_of_that_length_in_every_split(tmp_path, tiny_bible):
+    from normlab.train.tasks import from_normlab_data
+
+    prepare("tiny_bible", tmp_path / "c", lock=tiny_bible, quiet=True)
+    lengths = {split: np.asarray(load("tiny_bible", split, cache=tmp_path / "c").tokens.lengths)
+               for split in ("train", "valid", "test")}
+    lo, hi = sorted(lengths["train"])[0], sorted(lengths["train"])[len(lengths["train"]) // 2]
+    task = from_normlab_data("translation", "tiny_bible", {"cache": str(tmp_path / "c"), "length_range": [lo, hi]})
+    for split, examples in task.splits.items():
+        assert all(lo <= len(src) <= hi for src, _ in examples)
+        assert len(examples) == int(((lengths[split] >= lo) & (lengths[split] <= hi)).sum()) > 0
+    assert task.info["examples"]["train"] < 30
+    with pytest.raises(ValueError, match="no train examples left"):
+        from_normlab_data("translation", "tiny_bible", {"cache": str(tmp_path / "c"), "length_range": [500, 600]})
+    with pytest.raises(ValueError, match=r"give \[min, max\]"):
+        from_normlab_data("translation", "tiny_bible", {"cache": str(tmp_path / "c"), "length_range": [9, 3]})

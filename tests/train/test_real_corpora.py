@@ -75,6 +75,6 @@ def test_a_dataset_of_another_family_is_refused(tmp_path):
 
 
 def test_unknown_data_option_is_named():
-    valid = "cache, max_examples, max_eval_examples, max_len"
+    valid = "cache, max_examples, max_eval_examples, max_len, length_range"
     with pytest.raises(ValueError, match=f"unknown key.*max_exampels.*valid: {valid}"):
         from_normlab_data("lm", "brown_lm", {"max_exampels": 3})

@@ -3,10 +3,10 @@
 import pytest
 import yaml
 
-from .snakemake_run import ANALYSIS_JOBS, ROOT, job_counts, snakemake
+from .snakemake_run import ANALYSIS_JOBS, ROOT, SWEEP_ANALYSIS_JOBS, job_counts, snakemake
 
 # Cells of each configuration's grid, counted by hand from the YAML files (tests/test_workflow_config.py).
-CELLS = {"test": 40, "default": 144, "paper": 560}
+CELLS = {"test": 48, "default": 144, "paper": 560, "scale": 243}
 
 
 def test_lint_is_clean():
@@ -22,9 +22,12 @@ def test_dry_run_builds_one_train_and_one_probe_job_per_cell_and_every_paper_out
     )
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
+    raw = yaml.safe_load((ROOT / f"config/{name}.yaml").read_text())
+    sweep = raw.get("sweep")
     n_datasets = len(
-        {d for g in yaml.safe_load((ROOT / f"config/{name}.yaml").read_text())["grids"].values() for d in g["datasets"]}
+        {d for g in raw.get("grids", {}).values() for d in g["datasets"]} | set(sweep["datasets"] if sweep else [])
     )
+    analysis = {**SWEEP_ANALYSIS_JOBS, "sweep_points": 1} if sweep else ANALYSIS_JOBS
     assert counts == {
         "fetch": n_datasets,
         "prepare": n_datasets,
@@ -33,8 +36,8 @@ def test_dry_run_builds_one_train_and_one_probe_job_per_cell_and_every_paper_out
         "probe": CELLS[name],
         "manifest": 1,
         "datasets_table": 1,
-        **ANALYSIS_JOBS,
-        "total": 3 * CELLS[name] + 2 * n_datasets + 12,
+        **analysis,
+        "total": 3 * CELLS[name] + 2 * n_datasets + 2 + sum(analysis.values()),
     }
 
 

@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from .snakemake_run import ANALYSIS_JOBS, BIN, ROOT, job_counts, snakemake
+from .snakemake_run import BIN, ROOT, SWEEP_ANALYSIS_JOBS, job_counts, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -26,7 +26,8 @@ FIGURES = [
     "training_curves",
     "conditioning",
 ]
-NOTEBOOKS = ["tid_dynamics", "performance", "conditioning", "ln_family"]
+NOTEBOOKS = ["tid_dynamics", "performance", "conditioning", "ln_family", "scale_study"]
+SCALE_FIGURES = ["scale_depth", "scale_summary"]  # config/test.yaml sweeps one factor
 ARGS = ("--configfile", "config/test.yaml", "--config", f"data_cache={CACHE}")
 DIVERGED = "wnut16/post/bn/seed2"  # forced by an override in config/test.yaml
 REDO = "wnut16/pre/rbn/seed1"
@@ -38,6 +39,8 @@ def outputs(root):
         + [root / "paper_tables/claims.md", root / "paper_tables/claims.csv", root / "paper_tables/datasets.md"]
         + [root / f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
         + [root / f"notebooks/executed/{nb}.ipynb" for nb in NOTEBOOKS]
+        + [root / f"paper_tables/scale_study.{ext}" for ext in ("md", "csv")]
+        + [root / f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")]
     )
 
 
@@ -63,10 +66,18 @@ def test_every_table_figure_and_notebook_is_produced(finished):
         assert not any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
 
 
+def test_the_sweep_gets_its_table_figures_and_claims_section(finished):
+    table = pd.read_csv(finished / "paper_tables/scale_study.csv", dtype={"level": str})
+    assert table[["corpus", "factor", "level"]].values.tolist() == [["wnut16", "depth", "1"], ["wnut16", "depth", "2"]]
+    assert table["bn_tid"].notna().all() and table["bn_floor"].notna().all() and (table["bn_gap_n"] == 2).all()
+    assert "## Scale study: at what scale does BN start to fail, and why" in (
+        finished / "paper_tables/claims.md").read_text()
+
+
 def test_the_diverged_cell_is_marked_in_the_tables_and_the_claims(finished):
     runs = pd.read_csv(finished / "results/tidy/runs.csv")
     assert runs.set_index("run_id").loc[DIVERGED, "status"] == "diverged"
-    assert (runs.status == "completed").sum() == 39
+    assert (runs.status == "completed").sum() == 47
     assert "1 diverged" in (finished / "paper_tables/table2_bn_rbn.md").read_text()
     assert "1 diverged" in (finished / "paper_tables/claims.md").read_text()
 
@@ -88,8 +99,8 @@ def test_deleting_one_run_reruns_only_what_depends_on_it_and_an_interrupted_run_
     assert job_counts(r.stdout) == {
         "train": 1,
         "probe": 1,
-        **ANALYSIS_JOBS,
-        "total": 12,
+        **SWEEP_ANALYSIS_JOBS,
+        "total": 14,
     }, r.stdout[-3000:]
 
     # Interrupt the workflow (Ctrl-C) once that training job has started, then resume.

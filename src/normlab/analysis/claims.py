@@ -437,12 +437,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats", required=True, type=Path, help="the statistics (results/stats)")
     parser.add_argument("--out", required=True, type=Path, help="the report (paper_tables/claims.md); "
                         "a CSV with the same rows is written beside it")
+    parser.add_argument("--scale-study", type=Path, default=None,
+                        help="the scale study's table (paper_tables/scale_study.csv, normlab scale): adds its section")
+
+
+def scale_section(table: pd.DataFrame) -> str:
+    """The claims report's section on the scale study: where BN fails against LN, where its TID leaves
+    the floor, and the per-factor findings, all generated from the scale table."""
+    from .scale import findings
+
+    done = table.dropna(subset=["bn_gap"])
+    worse = done[(done["bn_gap"] < 0) & (done["bn_gap_p_holm"] < 0.05)]
+    above = table[table["bn_excess"] > 2]
+    seeds = sorted({int(n) for n in done["bn_gap_n"].dropna()})
+    lines = ["", "## Scale study: at what scale does BN start to fail, and why", "",
+             f"From `paper_tables/scale_study.md` ({len(done)} of {len(table)} points with BN and LN runs; "
+             f"seed pairs per point: {', '.join(map(str, seeds)) or 'none'}).", "",
+             "- BN significantly worse than LN (Holm p < 0.05): "
+             + (", ".join(f"{r.corpus} {r.factor}={r.level}" for r in worse.itertuples()) or "at no point") + ".",
+             "- BN's end-of-training TID more than 2x its i.i.d. sampling floor: "
+             + (", ".join(f"{r.corpus} {r.factor}={r.level} ({r.bn_excess:.1f}x)" for r in above.itertuples())
+                or "at no point") + "."]
+    lines += [f"- {line}" for line in findings(table)]
+    return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     tidy = read_tidy(args.tidy)
     results = evaluate(tidy, read_stats(args.stats))
-    atomic_write(args.out, lambda f: f.write(report(results, tidy["runs"]).encode()))
+    text = report(results, tidy["runs"])
+    if args.scale_study is not None:
+        text += scale_section(pd.read_csv(args.scale_study, dtype={"level": str}))
+    atomic_write(args.out, lambda f: f.write(text.encode()))
     frame = pd.DataFrame([{k: v for k, v in r.__dict__.items() if k != "evidence"} | {
         "evidence": " | ".join(r.evidence)} for r in results])
     write_csv(frame, Path(args.out).with_suffix(".csv"))
