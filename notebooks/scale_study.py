@@ -62,7 +62,7 @@ for line in S.findings(table):
 # ## TID excess over the noise floor vs scale, and one figure per factor
 
 # %%
-show_figure(S.summary_figure(inputs, table))
+show_figure(S.summary_figure(inputs, table, list(dict.fromkeys(points["factor"]))))
 runs_tid = S.per_run_tid(tid_summary)
 for factor in dict.fromkeys(points["factor"]):
     show_figure(S.factor_figure(inputs, table, runs_tid, points, factor))

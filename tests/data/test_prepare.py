@@ -180,3 +180,16 @@ def test_length_range_keeps_only_sources_of_that_length_in_every_split(tmp_path,
         from_normlab_data("translation", "tiny_bible", {"cache": str(tmp_path / "c"), "length_range": [500, 600]})
     with pytest.raises(ValueError, match=r"give \[min, max\]"):
         from_normlab_data("translation", "tiny_bible", {"cache": str(tmp_path / "c"), "length_range": [9, 3]})
+
+
+def test_refetching_an_unchanged_dataset_leaves_its_stamp_alone(tmp_path, tiny_bible):
+    """The workflow's prepare rule depends on the stamp: a rewrite would re-prepare and re-train everything."""
+    from normlab.data.pipeline import fetch, fetched_stamp
+
+    prepare("tiny_bible", tmp_path / "c", lock=tiny_bible, quiet=True)
+    stamp = fetched_stamp("tiny_bible", tmp_path / "c")
+    before = stamp.stat().st_mtime_ns
+    time.sleep(0.01)
+    fetch("tiny_bible", tmp_path / "c", lock=tiny_bible)
+    prepare("tiny_bible", tmp_path / "c", lock=tiny_bible, quiet=True, force=True)
+    assert stamp.stat().st_mtime_ns == before

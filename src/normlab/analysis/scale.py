@@ -23,7 +23,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .figures import NORM_COLORS, Inputs, _finish, _new_figure, _no_data, _styled, load_inputs, save_figure
+from .figures import (
+    NORM_COLORS,
+    Inputs,
+    _finish,
+    _log_axis,
+    _new_figure,
+    _no_data,
+    _styled,
+    load_inputs,
+    save_figure,
+)
 from .tidy import write_csv
 
 NORMS = ("bn", "rbn")
@@ -169,7 +179,7 @@ def factor_figure(inputs: Inputs, table: pd.DataFrame, runs_tid: pd.DataFrame, p
             ax_tid.plot(g["level_rank"], g[f"{norm}_tid"], color=NORM_COLORS[norm], marker="o", ms=3)
         ax_tid.plot(g["level_rank"], g["bn_floor"], color="0.4", ls="--", lw=1)
         if not seeds.empty:
-            ax_tid.set_yscale("log")
+            _log_axis(ax_tid)
         ax_tid.set_ylabel(f"{corpus}\nend mean TID")
         for k, norm in enumerate(NORMS):
             x = g["level_rank"] + (k - 0.5) * 0.12
@@ -179,7 +189,7 @@ def factor_figure(inputs: Inputs, table: pd.DataFrame, runs_tid: pd.DataFrame, p
             ax_gap.errorbar(x, y, yerr=err, color=NORM_COLORS[norm], marker="o", ms=3, capsize=2, lw=1)
         ax_gap.axhline(0, color="0.3", lw=0.8)
         metric = g["metric"].dropna()
-        ax_gap.set_ylabel(f"− LN ({metric.iloc[0] if len(metric) else 'metric'})")
+        ax_gap.set_ylabel(f"norm − LN ({metric.iloc[0] if len(metric) else 'metric'})")
         for ax in (ax_tid, ax_gap):
             _level_axis(ax, g)
             ax.set_xlabel(factor + ("  (* base point)" if i == len(corpora) - 1 else ""))
@@ -190,9 +200,10 @@ def factor_figure(inputs: Inputs, table: pd.DataFrame, runs_tid: pd.DataFrame, p
 
 
 @_styled
-def summary_figure(inputs: Inputs, table: pd.DataFrame) -> Figure:
-    """BN's TID excess over the floor at every point, grouped by factor; 1 = at the sampling floor."""
-    factors = list(dict.fromkeys(table["factor"]))
+def summary_figure(inputs: Inputs, table: pd.DataFrame, factors: list[str] | None = None) -> Figure:
+    """BN's TID excess over the floor at every point, grouped by factor (in ``factors`` order, default the
+    table's); 1 = at the sampling floor."""
+    factors = factors or list(dict.fromkeys(table["factor"]))
     corpora = sorted(table["corpus"].unique())
     fig, axes = _new_figure(1, len(factors), panel=(1.9, 3.0), sharey=True)
     markers = dict(zip(corpora, "osD^v", strict=False))
@@ -242,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
         for path in save_figure(factor_figure(inputs, table, runs_tid, points, factor), args.figures,
                                 f"scale_{factor}"):
             print(path)
-    for path in save_figure(summary_figure(inputs, table), args.figures, "scale_summary"):
+    for path in save_figure(summary_figure(inputs, table, list(dict.fromkeys(points["factor"]))), args.figures,
+                            "scale_summary"):
         print(path)
     print(args.tables / "scale_study.md")
     return 0

@@ -30,8 +30,12 @@ def fetch(
         raw = fetch_artifact(art, root, lock, record_new=record_new)
         paths[art.key] = unpack(art, raw, root) if art.members else raw
         record[art.key] = {"file": raw.name, "sha256": lock.entries.get(art.key, {}).get("sha256")}
-    # The stamp a workflow can depend on: written only once every artifact is verified.
-    atomic_write_text(fetched_stamp(name, cache), json.dumps({"dataset": name, "artifacts": record}, indent=2) + "\n")
+    # The stamp a workflow can depend on: written only once every artifact is verified, and left alone
+    # when unchanged (prepare and the cards table re-verify through here; a newer stamp would make the
+    # workflow re-prepare the dataset and re-train every run on it).
+    stamp, text = fetched_stamp(name, cache), json.dumps({"dataset": name, "artifacts": record}, indent=2) + "\n"
+    if not stamp.is_file() or stamp.read_text() != text:
+        atomic_write_text(stamp, text)
     return paths
 
 
