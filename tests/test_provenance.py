@@ -87,3 +87,12 @@ def test_a_workflow_that_did_not_finish_or_a_missing_record_is_named(tmp_path, m
     os.utime(marker, (time.time() + 5, time.time() + 5))
     assert main([*common, "--marker", str(marker), "--analysis-only"]) == 2
     assert "--analysis-only needs" in capsys.readouterr().err and not out.exists()
+
+
+def test_an_overlay_config_is_merged_as_snakemake_merges_configfiles():
+    from normlab.provenance import config_digest
+
+    full = config_digest(REPO / "config/scale.yaml")
+    seed1 = config_digest([REPO / "config/scale.yaml", REPO / "config/scale_seed1.yaml"])
+    assert (full["cells"], seed1["cells"]) == (243, 81) and full["resolved_sha256"] != seed1["resolved_sha256"]
+    assert seed1["path"].endswith("config/scale.yaml + " + str(REPO / "config/scale_seed1.yaml"))

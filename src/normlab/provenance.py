@@ -43,13 +43,24 @@ def source_state() -> dict:
             "changed_files": changed.splitlines() if changed else []}
 
 
-def config_digest(config_path: Path) -> dict:
-    """The name of the configuration and a hash of what it resolves to (every cell's run config)."""
-    from normlab import workflow
+def config_digest(config_path: Path | list[Path]) -> dict:
+    """The name of the configuration and a hash of what it resolves to (every cell's run config).
+    Several files are merged in order, as Snakemake merges several ``--configfile`` (overlays)."""
+    import yaml
 
-    cfg, cells, runs = workflow.load_file(config_path, SCHEMA)
+    from normlab import workflow
+    from normlab.train.config import merge
+
+    paths = [config_path] if isinstance(config_path, str | Path) else list(config_path)
+    raw: dict = {}
+    for path in paths:
+        try:
+            raw = merge(raw, yaml.safe_load(Path(path).read_text()) or {})
+        except FileNotFoundError:
+            raise workflow.WorkflowConfigError(f"workflow config {path} does not exist") from None
+    cfg, cells, runs = workflow.load(raw, SCHEMA)
     resolved = json.dumps({"config": cfg, "runs": runs}, sort_keys=True, default=str)
-    return {"path": str(config_path), "name": cfg["name"], "scale": cfg["scale"], "cells": len(cells),
+    return {"path": " + ".join(map(str, paths)), "name": cfg["name"], "scale": cfg["scale"], "cells": len(cells),
             "resolved_sha256": hashlib.sha256(resolved.encode()).hexdigest()}
 
 
@@ -100,7 +111,8 @@ def build(config_path: Path, started: float, finished: float, cores: int | None,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, help="the workflow configuration that ran")
+    parser.add_argument("--config", type=Path, nargs="+", required=True,
+                        help="the workflow configuration that ran (several: merged in order, as --configfile does)")
     parser.add_argument("--started", type=float, required=True, help="start of the run, seconds since the epoch")
     parser.add_argument("--cores", type=int, default=None, help="Snakemake's --cores")
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -110,6 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--analysis-only", action="store_true",
                         help="only the analysis rules were re-run (snakemake --forcerun collect) on the "
                              "runs --out already describes: keep it, and add this commit as analysis_rerun")
+    parser.add_argument("--note", help="free text kept in the record (e.g. where the training runs ran)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
                                             "on the same training runs and probes"}
     else:
         record = build(args.config, args.started, finished, args.cores, args.results)
+    if args.note:
+        record["note"] = args.note
     atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
     print(f"normlab provenance: wall time {record['wall_time_s']:.0f} s -> {args.out}")
     return 0

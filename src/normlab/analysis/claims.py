@@ -451,7 +451,7 @@ def scale_section(table: pd.DataFrame) -> str:
     above = table[table["bn_excess"] > 2]
     seeds = sorted({int(n) for n in done["bn_gap_n"].dropna()})
     lines = ["", "## Scale study: at what scale does BN start to fail, and why", "",
-             f"From `paper_tables/scale_study.md` ({len(done)} of {len(table)} points with BN and LN runs; "
+             f"From `paper_tables/scale_study.md` ({len(done)} of {len(table)} factor levels with BN and LN runs; "
              f"seed pairs per point: {', '.join(map(str, seeds)) or 'none'}).", "",
              "- BN significantly worse than LN (Holm p < 0.05): "
              + (", ".join(f"{r.corpus} {r.factor}={r.level}" for r in worse.itertuples()) or "at no point") + ".",
