@@ -110,6 +110,7 @@ rule notebook:
         stats=STATS_TABLES,
         tables=rules.tables.output,
         figures=rules.figures.output,
+        scale=SCALE_OUTPUTS if SWEEP else [],  # the scale notebook checks itself against the table
     output:
         report("notebooks/executed/{notebook}.ipynb", caption="report/notebook.rst", category="Notebooks"),
     params:
