@@ -30,7 +30,7 @@ test-slow: venv
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]   # 5 = no slow test collected
 
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks notebooks
+	$(VENV)/bin/ruff check src tests benchmarks notebooks tools
 
 bench: venv
 	$(PY) benchmarks/bench_norms.py
