@@ -4,6 +4,7 @@ fails the execution with its error; the four notebooks run on the synthetic tidy
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -81,7 +82,9 @@ def test_notebooks_have_the_parameters_cell():
         assert len(tagged) == 1, name
         for param in N.PARAMETERS:
             assert f"{param} = " in tagged[0].source, (name, param)
-        assert "from normlab.analysis import figures as F" in "".join(c.source for c in nb.cells), name
+        # the figures are the library's, not redrawn in the notebook
+        source = "".join(c.source for c in nb.cells)
+        assert re.search(r"from normlab\.analysis import (figures as F|scale as S)", source), name
 
 
 @pytest.mark.slow  # 18-30 s: four kernels and eleven figures on 2 shared cores
@@ -98,7 +101,29 @@ def test_every_notebook_executes_on_the_fixture(tmp_path):
         out = N.execute_notebook(name, params, out_dir=tmp_path / "executed")
         outputs = _outputs(out)
         assert not [o for o in outputs if o["output_type"] == "error"], name
+        if name == "scale_study":  # the fixture has no sweep (tests/workflow runs one): the notebook says so
+            assert "no sweep in this configuration" in out.read_text()
+            continue
         assert any("image/png" in o.get("data", {}) for o in outputs), name
     performance = (tmp_path / "executed" / "performance.ipynb").read_text()
     assert "17.93 ± 0.12" in performance
     assert "comparisons.csv is absent" in performance
+
+
+def test_a_kernel_that_dies_at_start_up_is_started_again(tmp_path, monkeypatch):
+    import papermill
+
+    real, calls = papermill.execute_notebook, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # what a port taken between choice and bind looks like
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    src = tmp_path / "tiny.py"
+    src.write_text(TINY)
+    out = N.execute_notebook(str(src), dict(tidy_dir="a", stats_dir="b", tables_dir="c", figures_dir="d"),
+                             out_dir=tmp_path / "executed")
+    assert len(calls) == 2 and out.is_file()

@@ -20,9 +20,11 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-NOTEBOOKS = ("tid_dynamics", "performance", "conditioning", "ln_family")
+NOTEBOOKS = ("tid_dynamics", "performance", "conditioning", "ln_family", "scale_study")
+KERNEL_START_ATTEMPTS = 3
 PARAMETERS = ("tidy_dir", "stats_dir", "tables_dir", "figures_dir")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -177,10 +179,21 @@ def execute_notebook(
         src_ipynb, out_ipynb = Path(tmp) / f"{stem}.source.ipynb", Path(tmp) / f"{stem}.ipynb"
         nbformat.write(nb, src_ipynb)
         try:
-            papermill.execute_notebook(
-                str(src_ipynb), str(out_ipynb), parameters=params, kernel_name=kernel, cwd=str(source.parent),
-                progress_bar=False, execution_timeout=timeout,
-            )
+            for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+                try:
+                    papermill.execute_notebook(
+                        str(src_ipynb), str(out_ipynb), parameters=params, kernel_name=kernel,
+                        cwd=str(source.parent), progress_bar=False, execution_timeout=timeout,
+                    )
+                    break
+                except RuntimeError as err:
+                    # Jupyter picks free TCP ports, then the kernel binds them: a notebook started at the
+                    # same moment can take one in between ("Address already in use"; the kernel dies
+                    # before it answers). Nothing ran yet, so starting again is safe.
+                    if "Kernel died before replying" not in str(err) or attempt == KERNEL_START_ATTEMPTS:
+                        raise
+                    print(f"{source.name}: the kernel died at start-up ({err}); starting it again", file=sys.stderr)
+                    time.sleep(0.5 * attempt)
         except papermill.PapermillExecutionError as err:
             trace = _ANSI.sub("", "\n".join(err.traceback))
             raise NotebookError(
