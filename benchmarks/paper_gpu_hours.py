@@ -129,7 +129,7 @@ def measure(config: Path, steps: int, norms: list[str]) -> tuple[list[dict], dic
         row = {"dataset": name, "runs": counts[name], "steps": None}
         # an untimed warm-up run first: the first run of a dataset's shapes pays one-off costs (kernel
         # selection, allocator growth) that a long run amortises; without it the first norm looked slower
-        for norm in [norms[0], *norms]:
+        for i, norm in enumerate([norms[0], *norms]):
             cell = next((c for c in cells if c.dataset == name and c.norm == norm), None)
             if cell is None:
                 continue
@@ -142,8 +142,7 @@ def measure(config: Path, steps: int, norms: list[str]) -> tuple[list[dict], dic
                 logged = [json.loads(line) for line in Path(tmp, "metrics.jsonl").read_text().splitlines()]
             timed = [r for r in logged if r.get("kind") == "train"]
             first, last = timed[0], timed[-1]
-            if "warmed" not in row:
-                row["warmed"] = True
+            if i == 0:  # the warm-up run
                 continue
             row[norm] = (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"])
             torch.cuda.empty_cache() if torch.cuda.is_available() else None

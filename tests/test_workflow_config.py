@@ -202,3 +202,14 @@ def test_a_sweep_without_one_base_level_or_with_a_bad_label_is_refused(levels, m
 def test_a_sweep_level_that_a_model_cannot_run_is_named_at_load_time():
     with pytest.raises(WorkflowConfigError, match=r"wnut16\.width-5/post/ln/seed1"):
         load(_sweep_config(width={"levels": {16: {}, 5: {"model": {"d_model": 5}}}}), SCHEMA)
+
+
+def test_an_overlay_merges_over_the_config_and_a_missing_one_is_named(tmp_path):
+    from normlab.workflow import load_file
+
+    overlay = tmp_path / "seed1.yaml"
+    overlay.write_text("seeds: [1]\n")
+    _, cell_list, _ = load_file([ROOT / "config/test.yaml", overlay], SCHEMA)
+    assert {c.seed for c in cell_list} == {1}
+    with pytest.raises(WorkflowConfigError, match=r"workflow config .*nope\.yaml does not exist"):
+        load_file([ROOT / "config/test.yaml", tmp_path / "nope.yaml"], SCHEMA)

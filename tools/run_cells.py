@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from normlab import workflow
+from normlab.atomic import atomic_write_text
 
 RUN_DIR = "results/runs/{id}"
 PROBE_DIR = "results/probes/{id}"
@@ -55,11 +56,13 @@ def commands(cfg: dict, run_id: str, normlab: list[str]) -> list[list[str]]:
 
 
 class Job:
+    """One cell: its train command, then its probe command (``stage`` 0, 1), each with its log."""
+
     def __init__(self, cfg, run_id, run, normlab):
-        self.run_id, self.run, self.estimate = run_id, run, cost(run)
+        self.run_id, self.estimate = run_id, cost(run)
         self.steps = commands(cfg, run_id, normlab)
         self.logs = [Path(f"logs/train/{run_id}.log"), Path(f"logs/probe/{run_id}.log")]
-        self.stage, self.proc, self.started, self.train_s, self.failed = 0, None, None, None, False
+        self.stage, self.proc, self.train_s, self.failed = 0, None, None, False
 
     def start_stage(self, env):
         log = self.logs[self.stage]
@@ -102,7 +105,7 @@ def main() -> int:
         config.parent.mkdir(parents=True, exist_ok=True)
         text = workflow.run_config_yaml(runs[cell.run_id])
         if not config.exists() or config.read_text() != text:
-            config.write_text(text)
+            atomic_write_text(config, text)
         pending.append(Job(cfg, cell.run_id, runs[cell.run_id], normlab))
     print(f"{len(pending)} cells to run, {args.jobs} at a time", flush=True)
     rate, finished, failed, running, skipped = args.seconds_per_unit, [], [], [], []
@@ -113,7 +116,6 @@ def main() -> int:
             if now + job.estimate * rate > args.deadline_s:
                 skipped.append(job)
                 continue
-            job.started = now
             job.start_stage(env)
             running.append(job)
         time.sleep(0.5)
@@ -129,9 +131,8 @@ def main() -> int:
             pid, status, rusage = os.wait4(job.proc.pid, os.WNOHANG)
             if pid == 0:  # still running
                 continue
-            job.proc.returncode = os.waitstatus_to_exitcode(status)
             elapsed = time.perf_counter() - job.stage_started
-            if job.proc.returncode != 0:
+            if os.waitstatus_to_exitcode(status) != 0:
                 job.failed = True
                 print(f"FAILED {job.run_id} ({['train', 'probe'][job.stage]}; log {job.logs[job.stage]})", flush=True)
             elif job.stage == 0:

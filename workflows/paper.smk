@@ -160,10 +160,12 @@ if SWEEP:
         params:
             tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
             stats=lambda wc, input: str(Path(input.stats[0]).parent),
+            tables=lambda wc, output: str(Path(output.csv).parent),
+            figures=lambda wc, output: str(Path(output.figures[0]).parent),
         log:
             "logs/paper/scale_study.log",
         conda:
             "../envs/normlab.yaml"
         shell:
             "normlab scale --tidy {params.tidy} --stats {params.stats} --points {input.points} "
-            "--tables paper_tables --figures figures > {log} 2>&1"
+            "--tables {params.tables} --figures {params.figures} > {log} 2>&1"

@@ -46,19 +46,10 @@ def source_state() -> dict:
 def config_digest(config_path: Path | list[Path]) -> dict:
     """The name of the configuration and a hash of what it resolves to (every cell's run config).
     Several files are merged in order, as Snakemake merges several ``--configfile`` (overlays)."""
-    import yaml
-
     from normlab import workflow
-    from normlab.train.config import merge
 
     paths = [config_path] if isinstance(config_path, str | Path) else list(config_path)
-    raw: dict = {}
-    for path in paths:
-        try:
-            raw = merge(raw, yaml.safe_load(Path(path).read_text()) or {})
-        except FileNotFoundError:
-            raise workflow.WorkflowConfigError(f"workflow config {path} does not exist") from None
-    cfg, cells, runs = workflow.load(raw, SCHEMA)
+    cfg, cells, runs = workflow.load_file(paths, SCHEMA)
     resolved = json.dumps({"config": cfg, "runs": runs}, sort_keys=True, default=str)
     return {"path": " + ".join(map(str, paths)), "name": cfg["name"], "scale": cfg["scale"], "cells": len(cells),
             "resolved_sha256": hashlib.sha256(resolved.encode()).hexdigest()}

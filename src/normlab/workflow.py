@@ -100,7 +100,7 @@ def sweep_points(cfg: dict) -> list[dict]:
                 rows.append({
                     "setting": setting_name(dataset, factor, label, patch), "corpus": dataset, "factor": factor,
                     "level": label, "level_value": value, "level_rank": rank, "is_base": not patch,
-                    "placement": patch.get("placement", sweep["placement"]),
+                    "placement": patch.get("placement", sweep["placement"]), "patch": patch,
                 })
     return rows
 
@@ -129,18 +129,11 @@ def _check_sweep(cfg: dict) -> None:
 def settings(cfg: dict) -> dict[str, dict]:
     """Setting name -> its dataset entry: every configured dataset as itself, plus each sweep point
     (the dataset's entry with the level's patch merged in; ``placement`` stays out of the entry)."""
-    out = {name: entry for name, entry in cfg["datasets"].items()}
-    sweep = cfg.get("sweep")
+    out = dict(cfg["datasets"])
     for point in sweep_points(cfg):
-        patch = dict(sweep["factors"][point["factor"]]["levels"][_label_key(sweep, point)])
-        patch.pop("placement", None)
+        patch = {k: v for k, v in point["patch"].items() if k != "placement"}
         out[point["setting"]] = merge(cfg["datasets"][point["corpus"]], patch)
     return out
-
-
-def _label_key(sweep: dict, point: dict):
-    """The levels mapping's own key of a point (YAML may have read ``400`` as an int)."""
-    return next(k for k in sweep["factors"][point["factor"]]["levels"] if str(k) == point["level"])
 
 
 def load_schema(path: str | Path) -> dict:
@@ -206,9 +199,10 @@ def _norm_options(section: dict, norm: str, placement: str) -> dict:
     return merge(opts.get("all", {}), opts.get(placement, {}))
 
 
-def run_config(cfg: dict, cell: Cell) -> dict:
-    """The run config (normlab.train) of one cell, not yet validated."""
-    entry = settings(cfg)[cell.dataset]
+def run_config(cfg: dict, cell: Cell, entries: dict[str, dict] | None = None) -> dict:
+    """The run config (normlab.train) of one cell, not yet validated (``entries``: ``settings(cfg)``,
+    when the caller has it already)."""
+    entry = (entries if entries is not None else settings(cfg))[cell.dataset]
     run = merge(cfg["run_defaults"], {k: entry[k] for k in ("model", "optim", "train", "eval") if k in entry})
     run["task"] = DATASETS[cell.corpus].family
     run["seed"] = cell.seed
@@ -232,10 +226,10 @@ def run_config(cfg: dict, cell: Cell) -> dict:
 
 def validated_run_configs(cfg: dict) -> dict[str, dict]:
     """run_id -> validated run config for every cell; the first bad cell raises, named."""
-    out = {}
+    out, entries = {}, settings(cfg)
     for cell in cells(cfg):
         try:
-            out[cell.run_id] = validate(run_config(cfg, cell))
+            out[cell.run_id] = validate(run_config(cfg, cell, entries))
         except ConfigError as err:
             raise WorkflowConfigError(
                 f"grid cell {cell.run_id} (grids: {', '.join(cell.grids)}) cannot run: {err}"
@@ -249,11 +243,17 @@ def load(config: dict, schema_path: str | Path) -> tuple[dict, list[Cell], dict[
     return cfg, cells(cfg), validated_run_configs(cfg)
 
 
-def load_file(path: str | Path, schema_path: str | Path) -> tuple[dict, list[Cell], dict[str, dict]]:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise WorkflowConfigError(f"workflow config {path} does not exist") from None
+def load_file(
+    path: str | Path | list[str | Path], schema_path: str | Path
+) -> tuple[dict, list[Cell], dict[str, dict]]:
+    """:func:`load` of a config file; several files (overlays) are merged in order, as Snakemake
+    merges several ``--configfile``."""
+    raw: dict = {}
+    for one in [path] if isinstance(path, str | Path) else path:
+        try:
+            raw = merge(raw, yaml.safe_load(Path(one).read_text()) or {})
+        except FileNotFoundError:
+            raise WorkflowConfigError(f"workflow config {one} does not exist") from None
     return load(raw, schema_path)
 
 
@@ -302,7 +302,7 @@ SWEEP_POINT_COLUMNS = ("setting", "corpus", "factor", "level", "level_value", "l
 def sweep_points_csv(cfg: dict) -> str:
     """The sweep's points (header only without a sweep): which setting is which factor level."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SWEEP_POINT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=SWEEP_POINT_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in sweep_points(cfg):
         writer.writerow({**row, "level_value": "" if row["level_value"] is None else row["level_value"]})

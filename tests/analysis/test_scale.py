@@ -47,3 +47,19 @@ def test_a_point_without_runs_is_listed_and_said_to_have_none():
     table = scale_table(_points(), empty_tid, empty_cmp)
     assert len(table) == 2 and table["bn_tid"].isna().all()
     assert findings(table) == ["mt, depth: no completed runs yet."]
+
+
+def test_the_cli_names_a_missing_or_empty_points_file(tmp_path, capsys):
+    import pytest
+
+    from normlab.cli import main
+
+    args = ["scale", "--tidy", str(tmp_path / "tidy"), "--stats", str(tmp_path / "stats"), "--tables",
+            str(tmp_path / "t"), "--figures", str(tmp_path / "f"), "--points"]
+    with pytest.raises(SystemExit, match=r"sweep_points\.csv does not exist; the workflow writes it"):
+        main(args + [str(tmp_path / "sweep_points.csv")])
+    (tmp_path / "sweep_points.csv").write_text(
+        "setting,corpus,factor,level,level_value,level_rank,is_base,placement\n")
+    with pytest.raises(SystemExit, match="lists no sweep points; the config has no `sweep`"):
+        main(args + [str(tmp_path / "sweep_points.csv")])
+    assert not (tmp_path / "t").exists() and not (tmp_path / "f").exists()  # nothing half-written

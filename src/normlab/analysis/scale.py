@@ -66,7 +66,7 @@ def per_run_tid(tid_summary: pd.DataFrame) -> pd.DataFrame:
 
 def scale_table(points: pd.DataFrame, tid_summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
     """One row per point: the gaps to LN and BN/RBN's TID against its floor (TABLE_COLUMNS)."""
-    out = points.rename(columns={}).copy()
+    out = points.copy()
     runs = per_run_tid(tid_summary)
     for norm in NORMS:
         g = runs[runs["norm"] == norm].groupby(["dataset", "placement"])
@@ -140,12 +140,12 @@ def table_markdown(table: pd.DataFrame, scale: str) -> str:
              "TID is the probe's end-of-training mean TID, averaged over BN modules and seeds; the floor is the "
              "measured i.i.d. sampling floor; base points are in bold. Re-derive with notebooks/scale_study.py.",
              "", head, "|" + "---|" * 14]
-    for r in table.itertuples():
+    for _, r in table.iterrows():
         level = f"**{r.level}**" if r.is_base else r.level
+        metric = r.metric if isinstance(r.metric, str) else "–"
         lines.append(
-            f"| {r.corpus} | {r.factor} | {level} | {r.placement} | {r.metric if isinstance(r.metric, str) else '–'} "
-            f"({_fmt(r.ln_mean)}) | {_gap_text(pd.Series(r._asdict()), 'bn')} | "
-            f"{_gap_text(pd.Series(r._asdict()), 'rbn')} | {_fmt(r.bn_tid)} | {_fmt(r.bn_floor)} | "
+            f"| {r.corpus} | {r.factor} | {level} | {r.placement} | {metric} ({_fmt(r.ln_mean)}) | "
+            f"{_gap_text(r, 'bn')} | {_gap_text(r, 'rbn')} | {_fmt(r.bn_tid)} | {_fmt(r.bn_floor)} | "
             f"{_fmt(r.bn_excess)} | {_fmt(r.bn_structure)} | {_fmt(r.bn_lag)} | {_fmt(r.rbn_excess)} | "
             f"{_fmt(r.bn_seeds, 2)} |")
     lines += ["", "## Findings (generated from the table)", ""] + [f"- {line}" for line in findings(table)]

@@ -138,10 +138,11 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
         if len(index) == 0:
             raise ValueError(f"dataset {name!r}: no {split_name} examples left with data.options {options}")
         if family == "image":
-            images = np.asarray(split.images[: index[-1] + 1][index], dtype=np.float32) / 255.0
+            n = len(index)  # images: the first n (no length_range)
+            images = np.asarray(split.images[:n], dtype=np.float32) / 255.0
             images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
             examples[split_name] = (torch.from_numpy(np.ascontiguousarray(images)),
-                                    torch.from_numpy(np.asarray(split.labels[: index[-1] + 1][index], dtype=np.int64)))
+                                    torch.from_numpy(np.asarray(split.labels[:n], dtype=np.int64)))
         elif family == "translation":
             examples[split_name] = [(split.tokens[i], split.target[i]) for i in index]
         elif family == "lm":
