@@ -11,7 +11,9 @@
   every `SLURM_*` variable (SLURM_CONF too) before its `srun` inside the job, so that srun only finds
   the compiled-in /etc/slurm/slurm.conf; when that file is absent it becomes a symlink to ours for
   the duration, and an existing one that is not ours is an error;
-- starts munged / slurmctld / slurmd only when they are not already running, waits until `sinfo`
+- starts munged / slurmctld / slurmd only when they are not already running (a slurmctld it starts
+  clears the state an earlier life saved: a job recorded as running when that life ended would
+  otherwise hold the node's CPUs or its one GPU for good), waits until `sinfo`
   shows the node usable (resuming it if an earlier run left it drained or down), yields, and on exit
   stops only the daemons it started, by their pids (cancelling the jobs left on a controller it
   started first).
@@ -80,6 +82,7 @@ class SlurmCluster:
     node: str
     started: list[Daemon] = field(default_factory=list)
     startup_s: float = 0.0
+    log_offset: int = 0  # slurmctld.log's size when the fixture began: earlier lives' lines are not ours
 
     def run(self, *cmd: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
         """Run a SLURM client (sinfo, squeue, scontrol, ...) against this cluster."""
@@ -91,8 +94,33 @@ class SlurmCluster:
         return dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
 
     def ctld_log(self) -> str:
+        """The controller's log since the fixture began (job ids restart at 1 after a cleared state)."""
         path = self.root / "slurmctld.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        if not path.exists():
+            return ""
+        with open(path, "rb") as fh:
+            fh.seek(self.log_offset)
+            return fh.read().decode(errors="replace")
+
+    def report(self) -> str:
+        """What the scheduler thinks now: the queue with pending reasons, the node, the logs' tails."""
+        parts = []
+        for cmd in (("squeue", "-o", "%A %j %T %r %b"), ("sinfo", "-N", "-o", "%N %t %G %C %E")):
+            r = self.run(*cmd, check=False)
+            parts.append(f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}")
+        parts += [f"--- {p}\n{_tail(p)}" for p in (self.root / "slurmctld.log", self.root / "slurmd.log")]
+        return "\n".join(parts)
+
+    def run_workflow(self, cmd: list[str], *, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+        """subprocess.run for a workflow submitting here; past `timeout`, a failure that shows why it waited."""
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+        except subprocess.TimeoutExpired as exc:
+            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+            raise AssertionError(
+                f"`{' '.join(cmd[:4])} ...` did not finish in {timeout:.0f} s.\n"
+                f"--- its stderr (tail)\n{err[-3000:]}\n{self.report()}"
+            ) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,6 +393,8 @@ def local_slurm(root: Path = DEFAULT_ROOT, timeout: float = 90.0) -> Iterator[Sl
             node, spec = node_line()
             conf = root / "etc" / "slurm.conf"
             cluster = SlurmCluster(root, {**os.environ, "SLURM_CONF": str(conf)}, node=node, started=started)
+            log = root / "slurmctld.log"
+            cluster.log_offset = log.stat().st_size if log.exists() else 0
             linked = _link_system_conf(conf)
             _munge(root, started, timeout)
             if not ours_ctld:
@@ -372,7 +402,8 @@ def local_slurm(root: Path = DEFAULT_ROOT, timeout: float = 90.0) -> Iterator[Sl
                 conf.parent.mkdir(exist_ok=True)
                 _write_atomic(conf, slurm_conf(root, node, spec))
                 _write_atomic(conf.parent / "gres.conf", gres_conf(node))
-                d = _start("slurmctld", [_which("slurmctld"), "-D", "-f", str(conf)], root)
+                # -c: start from a clear state, not from the jobs an earlier (perhaps killed) life saved
+                d = _start("slurmctld", [_which("slurmctld"), "-D", "-c", "-f", str(conf)], root)
                 started.append(d)
                 _wait(
                     "slurmctld start-up",

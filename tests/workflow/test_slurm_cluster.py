@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import textwrap
 
@@ -96,7 +95,7 @@ def test_toy_workflow_goes_through_sbatch_with_a_gpu_request(slurm_cluster, tmp_
         "runtime=5",
         "mem_mb=500",
     ]
-    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    r = slurm_cluster.run_workflow(cmd, cwd=tmp_path, env=env, timeout=600)
     assert r.returncode == 0, f"snakemake failed:\n{r.stderr[-4000:]}"
 
     jobs = submitted_jobs(r.stderr)

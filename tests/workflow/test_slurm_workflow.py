@@ -97,12 +97,17 @@ def cap_gpu_cpus(profile_dir: Path, cpus: int) -> None:
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
 
 
-def snakemake(repo: Path, cache: Path, *args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+def snakemake(
+    repo: Path, cache: Path, *args: str, env: dict[str, str], timeout: float, cluster=None
+) -> subprocess.CompletedProcess:
     # the workflow calls `normlab` and the interpreter that runs Snakemake: both from this venv
     env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
     env.pop("CUDA_VISIBLE_DEVICES", None)  # both runs on the CPU, whatever this machine has
     cmd = [sys.executable, "-m", "snakemake", "--configfile", CONFIG, "--config", f"data_cache={cache}", *args]
-    r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    if cluster is not None:  # a run that waits on the scheduler fails with the queue's state
+        r = cluster.run_workflow(cmd, cwd=repo, env=env, timeout=timeout)
+    else:
+        r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"`snakemake {' '.join(args)}` failed in {repo}:\n{r.stderr[-5000:]}"
     return r
 
@@ -137,7 +142,10 @@ def test_test_config_on_slurm_matches_the_local_run(slurm_cluster, tmp_path):
     # the local run first: it also fetches and prepares the data both runs share
     r_local = snakemake(local, cache, "--cores", "2", env=dict(os.environ), timeout=1800)
     r_slurm = snakemake(
-        on_slurm, cache, "--cores", "2", "--profile", "slurm", *SLURM_LOCAL_FLAGS, env=slurm_cluster.env, timeout=3600
+        on_slurm, cache, "--cores", "2", "--profile", "slurm", *SLURM_LOCAL_FLAGS,
+        env=slurm_cluster.env,
+        timeout=3600,
+        cluster=slurm_cluster,
     )
 
     # the SLURM run ran the local run's jobs (its data was prepared by then), each non-local one via sbatch
