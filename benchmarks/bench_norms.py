@@ -4,9 +4,10 @@
 
 All norms are timed in one run, interleaved round by round (so machine load hits them alike), at a
 Transformer-like shape with ~10 % padding; the table reports each norm's median over rounds divided by
-``ln``'s.  Then a 6-layer residual FFN stack with 12 norms (the norm count of the RBN paper's encoder)
-is trained with ``ln``, ``bn`` and ``rbn`` side by side, and ``OnlineTIDRecorder.record`` is timed
-against the ``bn`` training step.
+``ln``'s; a last row times ``torch.nn.BatchNorm1d`` over all tokens (no padding mask), the cost of
+PyTorch's fused BN kernels on the same machine.  Then a 6-layer residual FFN stack with 12 norms
+(the norm count of the RBN paper's encoder) is trained with ``ln``, ``bn`` and ``rbn`` side by side,
+and ``OnlineTIDRecorder.record`` is timed against the ``bn`` training step.
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ from normlab.norms import NORMS, build_norm, regularization_loss
 from normlab.tid import OnlineTIDRecorder
 
 OPTIONS = {"rbn": {"penalty_mean": 0.1, "penalty_var": 0.01}, "powernorm": {"groups": 4, "warmup_iters": 0}}
+NATIVE_BN = "torch BatchNorm1d (no mask)"  # a reference row: PyTorch's fused BN kernels on all tokens
+
+
+class NativeBatchNorm(nn.Module):
+    """torch.nn.BatchNorm1d over all (batch·time) tokens, padding included: what fused kernels cost."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
+
+    def forward(self, x, pad=None):
+        return self.bn(x.reshape(-1, x.shape[-1])).view_as(x)
 
 
 def padded_batch(batch: int, time_steps: int, dim: int, device: str):
@@ -41,6 +54,7 @@ def time_norms(args) -> dict[str, float]:
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
     grad = torch.randn_like(x)
     norms = {name: build_norm(name, args.dim, **OPTIONS.get(name, {})).to(args.device) for name in NORMS}
+    norms[NATIVE_BN] = NativeBatchNorm(args.dim).to(args.device)
     times: dict[str, list[float]] = {name: [] for name in norms}
     for round_ in range(args.warmup + args.repeats):
         for name, norm in norms.items():
