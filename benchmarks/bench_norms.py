@@ -4,10 +4,12 @@
 
 All norms are timed in one run, interleaved round by round (so machine load hits them alike), at a
 Transformer-like shape with ~10 % padding; the table reports each norm's median over rounds divided by
-``ln``'s; a last row times ``torch.nn.BatchNorm1d`` over all tokens (no padding mask), the cost of
-PyTorch's fused BN kernels on the same machine.  Then a 6-layer residual FFN stack with 12 norms
-(the norm count of the RBN paper's encoder) is trained with ``ln``, ``bn`` and ``rbn`` side by side,
-and ``OnlineTIDRecorder.record`` is timed against the ``bn`` training step.
+``ln``'s.  ``bn``/``rbn`` appear as built by default (their fused C kernel on a CPU where it builds)
+and again with ``kernel="eager"``; a last row times ``torch.nn.BatchNorm1d`` over all tokens (no
+padding mask), the cost of PyTorch's own fused BN kernels on the same machine.  Then a 6-layer
+residual FFN stack with 12 norms (the norm count of the RBN paper's encoder) is trained with ``ln``,
+``bn``, ``rbn`` and eager ``bn`` side by side, and ``OnlineTIDRecorder.record`` is timed against the
+``bn`` training step.
 """
 
 from __future__ import annotations
@@ -20,11 +22,19 @@ import time
 import torch
 from torch import nn
 
-from normlab.norms import NORMS, build_norm, regularization_loss
+from normlab.norms import NORMS, build_norm, fused, regularization_loss
 from normlab.tid import OnlineTIDRecorder
 
 OPTIONS = {"rbn": {"penalty_mean": 0.1, "penalty_var": 0.01}, "powernorm": {"groups": 4, "warmup_iters": 0}}
 NATIVE_BN = "torch BatchNorm1d (no mask)"  # a reference row: PyTorch's fused BN kernels on all tokens
+EAGER = {f"{name} (eager)": name for name in ("bn", "rbn")}  # bn/rbn's PyTorch-ops path (GPUs run it)
+
+
+def variants() -> dict[str, tuple[str, dict]]:
+    """Table label -> (norm name, build options): every registered norm as built by default, then eager BN."""
+    out = {name: (name, OPTIONS.get(name, {})) for name in NORMS}
+    out.update({label: (name, {**OPTIONS.get(name, {}), "kernel": "eager"}) for label, name in EAGER.items()})
+    return out
 
 
 class NativeBatchNorm(nn.Module):
@@ -53,7 +63,7 @@ def sync(device: str) -> None:
 def time_norms(args) -> dict[str, float]:
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
     grad = torch.randn_like(x)
-    norms = {name: build_norm(name, args.dim, **OPTIONS.get(name, {})).to(args.device) for name in NORMS}
+    norms = {label: build_norm(name, args.dim, **opts).to(args.device) for label, (name, opts) in variants().items()}
     norms[NATIVE_BN] = NativeBatchNorm(args.dim).to(args.device)
     times: dict[str, list[float]] = {name: [] for name in norms}
     for round_ in range(args.warmup + args.repeats):
@@ -72,12 +82,15 @@ def time_norms(args) -> dict[str, float]:
 class ResidualFFNStack(nn.Module):
     """Post-Norm residual FFN blocks with two norms each: the norm count and widths of a 6-layer encoder."""
 
-    def __init__(self, dim: int, layers: int, norm: str):
+    def __init__(self, dim: int, layers: int, norm: str, **options):
         super().__init__()
         self.layers = nn.ModuleList(
             nn.ModuleDict({
-                "attn_proj": nn.Linear(dim, dim), "attn_norm": build_norm(norm, dim),
-                "fc1": nn.Linear(dim, 2 * dim), "fc2": nn.Linear(2 * dim, dim), "ffn_norm": build_norm(norm, dim),
+                "attn_proj": nn.Linear(dim, dim),
+                "attn_norm": build_norm(norm, dim, **options),
+                "fc1": nn.Linear(dim, 2 * dim),
+                "fc2": nn.Linear(2 * dim, dim),
+                "ffn_norm": build_norm(norm, dim, **options),
             })
             for _ in range(layers)
         )
@@ -89,20 +102,18 @@ class ResidualFFNStack(nn.Module):
         return x
 
 
-STEP_NORMS = ("ln", "bn", "rbn")
+STEP_NORMS = ("ln", "bn", "rbn", "bn (eager)")
 
 
 def time_training_steps(args) -> tuple[dict[str, float], float]:
     """Median training-step time of the stack per norm (interleaved), and of one TID ``record`` call."""
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
     setups = {}
-    for name in STEP_NORMS:
-        model = ResidualFFNStack(args.dim, 6, name).to(args.device)
-        if name == "rbn":
-            for m in model.modules():
-                if hasattr(m, "penalty_mean"):
-                    m.penalty_mean, m.penalty_var = 0.1, 0.01
-        setups[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), OnlineTIDRecorder(model))
+    table = variants()
+    for label in STEP_NORMS:
+        name, opts = table[label]
+        model = ResidualFFNStack(args.dim, 6, name, **opts).to(args.device)
+        setups[label] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), OnlineTIDRecorder(model))
     steps: dict[str, list[float]] = {name: [] for name in STEP_NORMS}
     records: list[float] = []
     for i in range(args.warmup + args.repeats):
@@ -140,7 +151,9 @@ def main() -> None:
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}")
     print(f"# shape (batch, time, dim) = ({args.batch}, {args.time}, {args.dim}), ~10% padding, "
-          f"median of {args.repeats} interleaved rounds\n")
+          f"median of {args.repeats} interleaved rounds")
+    ok, why = fused.available()
+    print(f"# bn/rbn default kernel on CPU: {'fused (C, OpenMP)' if ok else 'eager: ' + why}\n")
     medians = time_norms(args)
     print("| norm | fwd+bwd / ln |")
     print("|---|---|")
