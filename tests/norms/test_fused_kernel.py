@@ -81,6 +81,15 @@ def test_a_failing_compiler_is_a_clear_error(tmp_path, monkeypatch):
     assert not any((tmp_path / "kernels").glob("*.so"))
 
 
+@needs_kernel
+def test_an_unwritable_cache_names_the_variable_to_set(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("NORMLAB_KERNEL_CACHE", str(blocker / "kernels"))
+    with pytest.raises(fused.FusedKernelUnavailable, match="NORMLAB_KERNEL_CACHE"):
+        fused._build()
+
+
 def test_without_a_compiler_auto_warns_once_and_runs_eager(monkeypatch):
     monkeypatch.setattr(fused, "available", lambda: (False, "no C compiler found (test)"))
     monkeypatch.setattr(batch, "_WARNED", set())

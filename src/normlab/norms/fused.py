@@ -45,19 +45,27 @@ def cache_dir() -> Path:
 
 def _build() -> Path:
     cc = _compiler()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    except OSError as exc:
+        raise FusedKernelUnavailable(f"the C compiler {cc} does not run: {exc}") from exc
     source = SOURCE.read_bytes()
     digest = hashlib.sha256(source + version.encode() + " ".join(FLAGS).encode()).hexdigest()[:16]
     target = cache_dir() / f"masked_bn-{digest}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        r = subprocess.run([cc, *FLAGS, "-o", str(out), str(SOURCE)], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise FusedKernelUnavailable(f"`{cc} {' '.join(FLAGS)}` failed:\n{r.stderr[-2000:]}")
-        os.replace(out, target)  # atomic: a concurrent build of the same source writes the same file
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            out = Path(tmp) / target.name
+            r = subprocess.run([cc, *FLAGS, "-o", str(out), str(SOURCE)], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise FusedKernelUnavailable(f"`{cc} {' '.join(FLAGS)}` failed:\n{r.stderr[-2000:]}")
+            os.replace(out, target)  # atomic: a concurrent build of the same source writes the same file
+    except OSError as exc:
+        raise FusedKernelUnavailable(
+            f"cannot build into {target.parent} ({exc}); set NORMLAB_KERNEL_CACHE to a writable folder"
+        ) from exc
     return target
 
 
