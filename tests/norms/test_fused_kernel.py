@@ -105,6 +105,16 @@ def test_without_a_compiler_auto_warns_once_and_runs_eager(monkeypatch):
         build_norm("rbn", 8, kernel="fused")(x, pad)
 
 
+def test_fused_on_another_device_says_it_is_for_the_cpu():
+    x = torch.randn(2, 3, 8, device="meta")
+    with pytest.raises(ValueError, match="float32/64 on the CPU; got torch.float32 on meta"):
+        build_norm("bn", 8, kernel="fused").to("meta")(x)
+    # "auto" takes the eager path there without a word (GPUs run it by design)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert build_norm("bn", 8, kernel="auto")._fused(x) is False
+
+
 def test_unknown_kernel_names_the_choices():
     with pytest.raises(ValueError, match="auto.*fused.*eager"):
         build_norm("bn", 8, kernel="cuda")

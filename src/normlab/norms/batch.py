@@ -184,10 +184,10 @@ class MaskedBatchNorm(BatchStatNorm):
         """Whether this forward runs the fused C kernel (see ``kernel`` in the module docstring)."""
         if self.kernel == "eager":
             return False
-        stat_dtype = as_stat_dtype(x).dtype
-        if x.device.type != "cpu" or stat_dtype not in (torch.float32, torch.float64):
+        x32 = as_stat_dtype(x)
+        if not fused_kernel.takes(x32):  # a GPU or another dtype: the eager path, by design
             if self.kernel == "fused":
-                raise ValueError(f"kernel='fused' is for float32/64 on the CPU; got {stat_dtype} on {x.device}")
+                raise ValueError(f"kernel='fused' is for float32/64 on the CPU; got {x32.dtype} on {x.device}")
             return False
         ok, why = fused_kernel.available()
         if not ok:

@@ -97,9 +97,9 @@ def available() -> tuple[bool, str]:
     return (False, str(lib)) if isinstance(lib, FusedKernelUnavailable) else (True, "")
 
 
-def applies(x: torch.Tensor) -> bool:
-    """Whether the fused kernel can take this (tokens, channels) tensor."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and available()[0]
+def takes(x: torch.Tensor) -> bool:
+    """Whether the kernel is written for this tensor (CPU, float32/64), built or not."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
 def _fn(name: str, x: torch.Tensor):
@@ -113,17 +113,19 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _two_sums(name: str, a: torch.Tensor, b: torch.Tensor | None, n: int, c: int, out_dtype) -> tuple:
+def _two_sums(name: str, a: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One of the C reductions over the rows of the (tokens, channels) `a`: two channel sums, in a's dtype."""
+    n, c = a.shape
     s1 = torch.empty(c, dtype=torch.float64)
     s2 = torch.empty(c, dtype=torch.float64)
     if _fn(name, a)(_ptr(a), _ptr(b), n, c, _ptr(s1), _ptr(s2)) != 0:
         raise MemoryError(f"masked_bn.c {name}: out of memory for the per-thread sums")
-    return s1.to(out_dtype), s2.to(out_dtype)
+    return s1.to(a.dtype), s2.to(a.dtype)
 
 
 def stats(x: torch.Tensor, keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(Σ keep·x, Σ keep·x²) per channel of a contiguous (tokens, channels) x; keep None = all tokens."""
-    return _two_sums("stats", x, keep, x.shape[0], x.shape[1], x.dtype)
+    return _two_sums("stats", x, keep)
 
 
 def _vectors(x: torch.Tensor, *vs: torch.Tensor) -> list[torch.Tensor]:
@@ -141,7 +143,7 @@ def affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.T
 
 def grad_sums(dy: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(Σ dy·x, Σ dy) per channel, over every token."""
-    return _two_sums("grad_sums", dy, x, x.shape[0], x.shape[1], x.dtype)
+    return _two_sums("grad_sums", dy, x)
 
 
 def grad_input(dy, x, keep, scale, a, b) -> torch.Tensor:
