@@ -4,18 +4,24 @@
 
 All norms are timed in one run, interleaved round by round (so machine load hits them alike), at a
 Transformer-like shape with ~10 % padding; the table reports each norm's median over rounds divided by
-``ln``'s.  ``bn``/``rbn`` appear as built by default (their fused C kernel on a CPU where it builds)
-and again with ``kernel="eager"``; a last row times ``torch.nn.BatchNorm1d`` over all tokens (no
-padding mask), the cost of PyTorch's own fused BN kernels on the same machine.  Then a 6-layer
-residual FFN stack with 12 norms (the norm count of the RBN paper's encoder) is trained with ``ln``,
-``bn``, ``rbn`` and eager ``bn`` side by side, and ``OnlineTIDRecorder.record`` is timed against the
-``bn`` training step.
+``ln``'s, and the minor page faults of its timed call (first touches of memory the C library had
+handed back to the system).  In each round every norm first makes ``--warm-calls`` untimed calls
+(default 1), so that its timed call starts from its own steady state rather than from the memory and
+cache state the norm before it left: ``rmsnorm``, ``powernorm`` and ``pn_vanilla`` churn thousands
+of pages per call, and without a warm call the norm after them pays for it (``--warm-calls 0`` is the
+protocol of the README's earlier tables).  ``bn``/``rbn`` appear as built by default (their fused C
+kernel on a CPU where it builds) and again with ``kernel="eager"``; a last row times
+``torch.nn.BatchNorm1d`` over all tokens (no padding mask), the cost of PyTorch's own fused BN
+kernels on the same machine.  Then a 6-layer residual FFN stack with 12 norms (the norm count of the
+RBN paper's encoder) is trained with ``ln``, ``bn``, ``rbn`` and eager ``bn`` side by side, and
+``OnlineTIDRecorder.record`` is timed against the ``bn`` training step.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import statistics
 import time
 
@@ -60,23 +66,32 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_norms(args) -> dict[str, float]:
+def minor_page_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_norms(args) -> tuple[dict[str, float], dict[str, float]]:
+    """Per norm: median fwd+bwd seconds and mean minor page faults of the timed call."""
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
     grad = torch.randn_like(x)
     norms = {label: build_norm(name, args.dim, **opts).to(args.device) for label, (name, opts) in variants().items()}
     norms[NATIVE_BN] = NativeBatchNorm(args.dim).to(args.device)
     times: dict[str, list[float]] = {name: [] for name in norms}
+    faults: dict[str, list[int]] = {name: [] for name in norms}
     for round_ in range(args.warmup + args.repeats):
         for name, norm in norms.items():
-            inp = x.detach().requires_grad_(True)
-            sync(args.device)
-            start = time.perf_counter()
-            out = norm(inp, pad)
-            out.backward(grad)
-            sync(args.device)
-            if round_ >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            for call in range(args.warm_calls + 1):
+                inp = x.detach().requires_grad_(True)
+                sync(args.device)
+                start, faults_before = time.perf_counter(), minor_page_faults()
+                out = norm(inp, pad)
+                out.backward(grad)
+                sync(args.device)
+                del inp, out
+                if round_ >= args.warmup and call == args.warm_calls:
+                    times[name].append(time.perf_counter() - start)
+                    faults[name].append(minor_page_faults() - faults_before)
+    return {name: statistics.median(t) for name, t in times.items()}, {n: statistics.mean(f) for n, f in faults.items()}
 
 
 class ResidualFFNStack(nn.Module):
@@ -144,6 +159,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warm-calls", type=int, default=1, help="untimed calls of a norm before its timed one")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -151,14 +167,14 @@ def main() -> None:
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}")
     print(f"# shape (batch, time, dim) = ({args.batch}, {args.time}, {args.dim}), ~10% padding, "
-          f"median of {args.repeats} interleaved rounds")
+          f"median of {args.repeats} interleaved rounds, {args.warm_calls} untimed call(s) before each timed one")
     ok, why = fused.available()
     print(f"# bn/rbn default kernel on CPU: {'fused (C, OpenMP)' if ok else 'eager: ' + why}\n")
-    medians = time_norms(args)
-    print("| norm | fwd+bwd / ln |")
-    print("|---|---|")
+    medians, faults = time_norms(args)
+    print("| norm | fwd+bwd / ln | page faults per call |")
+    print("|---|---|---|")
     for name, t in medians.items():
-        print(f"| `{name}` | {t / medians['ln']:.2f} |")
+        print(f"| `{name}` | {t / medians['ln']:.2f} | {faults[name]:.0f} |")
     steps, record = time_training_steps(args)
     print("\nTraining step of a 6-layer Post-Norm residual FFN stack (12 norms, AdamW), same shape:\n")
     print("| norm | step / ln step |")

@@ -17,20 +17,25 @@ OK, WHY = fused.available()
 needs_kernel = pytest.mark.skipif(not OK and WHY.startswith("no C compiler"), reason=WHY)
 
 
-def _train_step(name, kernel, x, pad, dtype):
+def _train_step(name, kernel, x, pad, dtype, loss_of="output", **options):
+    """One training forward/backward; the loss is the output's, the penalty's (rbn), or both."""
     torch.manual_seed(1)
     opts = {"penalty_mean": 0.3, "penalty_var": 0.05} if name == "rbn" else {}
-    norm = build_norm(name, x.shape[-1], kernel=kernel, **opts).to(dtype)
-    with torch.no_grad():
-        norm.weight.uniform_(0.5, 1.5), norm.bias.normal_()
+    norm = build_norm(name, x.shape[-1], kernel=kernel, **opts, **options).to(dtype)
+    if norm.weight is not None:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5), norm.bias.normal_()
     inp = x.clone().requires_grad_()
     y = norm(inp, pad)
     upstream = torch.randn(y.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
-    loss = (y * upstream).sum() + (norm.penalty() if name == "rbn" else 0)
+    loss = (y * upstream).sum() if loss_of != "penalty" else 0
+    if name == "rbn" and loss_of != "output":
+        loss = loss + norm.penalty()
     loss.backward()
+    grads = {} if norm.weight is None else {"dw": norm.weight.grad, "db": norm.bias.grad}
     return {
-        "y": y.detach(), "dx": inp.grad, "dw": norm.weight.grad, "db": norm.bias.grad,
-        "running_mean": norm.running_mean, "running_var": norm.running_var,
+        "y": y.detach(), "dx": inp.grad, **grads, "running_mean": norm.running_mean,
+        "running_var": norm.running_var, "batch_count": norm.batch_count,
         "penalty": norm.penalty().detach() if name == "rbn" else torch.zeros(()),
     }
 
@@ -45,10 +50,43 @@ def test_fused_equals_eager(name, dtype, padded):
     pad = random_padding(7, 13) if padded else None
     if padded:
         x[pad] = 50.0  # garbage at padding: weighted by 0 in both kernels
-    fused_out, eager_out = _train_step(name, "fused", x, pad, dtype), _train_step(name, "eager", x, pad, dtype)
+    loss_of = "both" if name == "rbn" else "output"
+    fused_out = _train_step(name, "fused", x, pad, dtype, loss_of)
+    eager_out = _train_step(name, "eager", x, pad, dtype, loss_of)
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
     for key in fused_out:
         torch.testing.assert_close(fused_out[key], eager_out[key], **tol, msg=f"{key} differs")
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("name", "loss_of", "options"),
+    [
+        ("bn", "output", {"affine": False}),
+        ("bn", "output", {"eps_mode": "add", "running_var": "unbiased"}),
+        ("rbn", "penalty", {}),  # no gradient reaches the output: only the statistics get one
+        ("rbn", "both", {"penalty_type": "diff2", "affine": False}),
+    ],
+)
+def test_fused_equals_eager_for_every_option(name, loss_of, options):
+    x, pad = torch.randn(5, 11, 16, dtype=torch.float64) * 3 - 1, random_padding(5, 11)
+    fused_out = _train_step(name, "fused", x, pad, torch.float64, loss_of, **options)
+    eager_out = _train_step(name, "eager", x, pad, torch.float64, loss_of, **options)
+    assert fused_out.keys() == eager_out.keys()
+    for key in fused_out:
+        torch.testing.assert_close(fused_out[key], eager_out[key], rtol=1e-12, atol=1e-12, msg=f"{key} differs")
+
+
+@needs_kernel
+def test_tiny_variances_take_the_clamp_in_both_kernels():
+    # channels whose batch variance is below eps: the clamp's zero gradient must agree too
+    x = torch.randn(4, 6, 8, dtype=torch.float64)
+    x[..., :3] = 0.25 + 1e-4 * x[..., :3]
+    pad = random_padding(4, 6)
+    fused_out = _train_step("bn", "fused", x, pad, torch.float64)
+    eager_out = _train_step("bn", "eager", x, pad, torch.float64)
+    for key in fused_out:
+        torch.testing.assert_close(fused_out[key], eager_out[key], rtol=1e-10, atol=1e-10, msg=f"{key} differs")
 
 
 @needs_kernel

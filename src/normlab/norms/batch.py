@@ -53,64 +53,89 @@ class _BatchNormWithBatchStats(torch.autograd.Function):
     ∂μ = −∂shift·scale (+ outer); ∂σ² = −½ inv³ ∂inv (+ outer); with σ² = S₂/n − μ², μ = S₁/n:
     ∂S₂ = ∂σ²/n, ∂S₁ = (∂μ − 2μ ∂σ²)/n, and ∂x = dy·scale + keep·(∂S₁ + 2x ∂S₂).
     When distributed, S₁, S₂, n are all-reduced forward and ∂S₁, ∂S₂ backward (as SyncBatchNorm).
+    Two implementations of this arithmetic: ``_forward_eager``/``_backward_eager`` in PyTorch ops (any
+    device), and ``_forward_fused``/``_backward_fused``, two calls each into ``masked_bn.c`` (its
+    per-channel steps in double); tests/norms/test_fused_kernel.py holds them equal.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, pad_mask, eps, clamp, sync, fused):
         # autocast would run the matrix-vector sums in bf16: the statistics stay in float32
         with torch.autocast(x.device.type, enabled=False):
-            return _BatchNormWithBatchStats._forward(ctx, x, weight, bias, pad_mask, eps, clamp, sync, fused)
+            x2 = as_stat_dtype(x).reshape(-1, x.shape[-1])
+            ctx.eps, ctx.clamp, ctx.synced, ctx.fused = eps, clamp, sync and distributed_world(), fused
+            ctx.shape, ctx.has_bias, ctx.x_dtype = x.shape, bias is not None, x.dtype
+            ctx.set_materialize_grads(False)  # bn's statistics get no gradient: no zero tensors for them
+            forward = _BatchNormWithBatchStats._forward_fused if fused else _BatchNormWithBatchStats._forward_eager
+            y, mean, var, count = forward(ctx, x2, weight, bias, pad_mask)
+            ctx.mark_non_differentiable(count)
+            return y.reshape(x.shape), mean, var, count
 
     @staticmethod
-    def _forward(ctx, x, weight, bias, pad_mask, eps, clamp, sync, fused):
-        shape, channels = x.shape, x.shape[-1]
-        x2 = as_stat_dtype(x).reshape(-1, channels)
+    def _forward_fused(ctx, x2, weight, bias, pad_mask):
+        x2 = x2.contiguous()
+        pad = None if pad_mask is None else pad_mask.reshape(-1).contiguous()
+        sums = fused_kernel.stats(x2, pad)  # [S₁, S₂, n] in float64
+        if ctx.synced:
+            dist.all_reduce(sums)
+        y, chan = fused_kernel.normalize(x2, sums, weight, bias, ctx.eps, ctx.clamp)
+        ctx.save_for_backward(x2, pad, weight, chan)
+        count = sums[-1].clamp_min(1.0)
+        ctx.count = float(count)
+        return y, chan[0], chan[1], count.to(x2.dtype)
+
+    @staticmethod
+    def _forward_eager(ctx, x2, weight, bias, pad_mask):
+        channels = x2.shape[1]
         keep = None if pad_mask is None else (~pad_mask).reshape(-1).to(x2.dtype)
         count = x2.new_tensor(float(x2.shape[0])) if keep is None else keep.sum()
-        if fused:
-            x2 = x2.contiguous()
-            sum_x, sum_sq = fused_kernel.stats(x2, keep)
+        # Channel sums as plain sum(0), or a BLAS matrix-vector product with the 0/1 keep vector: on
+        # CPU these are ~10x faster than var_mean / masked_fill / vecdot over the token dimension.
+        # One (tokens, channels) buffer serves first for x² and then for y: on CPU a fresh large
+        # tensor costs more in page faults than the arithmetic that fills it.
+        y = torch.mul(x2, x2)
+        if keep is None:
+            sum_x, sum_sq = x2.sum(dim=0), y.sum(dim=0)
         else:
-            # Channel sums as plain sum(0), or a BLAS matrix-vector product with the 0/1 keep vector: on
-            # CPU these are ~10x faster than var_mean / masked_fill / vecdot over the token dimension.
-            # One (tokens, channels) buffer serves first for x² and then for y: on CPU a fresh large
-            # tensor costs more in page faults than the arithmetic that fills it.
-            y = torch.mul(x2, x2)
-            if keep is None:
-                sum_x, sum_sq = x2.sum(dim=0), y.sum(dim=0)
-            else:
-                sum_x, sum_sq = torch.matmul(keep, x2), torch.matmul(keep, y)
-        synced = sync and distributed_world()
-        if synced:
+            sum_x, sum_sq = torch.matmul(keep, x2), torch.matmul(keep, y)
+        if ctx.synced:
             packed = torch.cat([sum_x, sum_sq, count.view(1)])
             dist.all_reduce(packed)
             sum_x, sum_sq, count = packed[:channels], packed[channels:-1], packed[-1]
         count = count.clamp_min(1.0)
         mean = sum_x / count
         var = (sum_sq / count - mean.square()).clamp_min(0.0)  # biased; the clamp guards round-off
-        inv = inverse_std(var, eps, clamp)
+        inv = inverse_std(var, ctx.eps, ctx.clamp)
         scale = inv if weight is None else inv * weight
         shift = -mean * scale if bias is None else bias - mean * scale
-        if fused:
-            y = fused_kernel.affine(x2, scale, shift)
-        else:
-            torch.addcmul(shift, x2, scale, out=y)
+        torch.addcmul(shift, x2, scale, out=y)
         ctx.save_for_backward(x2, keep, weight, mean, var, inv, scale, count)
-        ctx.eps, ctx.clamp, ctx.synced, ctx.shape, ctx.fused = eps, clamp, synced, shape, fused
-        ctx.has_bias, ctx.x_dtype = bias is not None, x.dtype
-        ctx.mark_non_differentiable(count)
-        return y.reshape(shape), mean, var, count
+        return y, mean, var, count
 
     @staticmethod
     def backward(ctx, dy, d_mean_out, d_var_out, _):
+        # None: no gradient reached that output (set_materialize_grads(False))
+        backward = _BatchNormWithBatchStats._backward_fused if ctx.fused else _BatchNormWithBatchStats._backward_eager
+        d_x, d_weight, d_bias = backward(ctx, dy, d_mean_out, d_var_out)
+        return d_x.reshape(ctx.shape).to(ctx.x_dtype), d_weight, d_bias, None, None, None, None, None
+
+    @staticmethod
+    def _backward_fused(ctx, dy, d_mean_out, d_var_out):
+        x2, pad, weight, chan = ctx.saved_tensors
+        dy2 = None if dy is None else dy.reshape(x2.shape).to(x2.dtype).contiguous()
+        d_weight, d_bias, d_sums = fused_kernel.grad_stats(
+            dy2, x2, chan, weight, d_mean_out, d_var_out, ctx.count, ctx.eps, ctx.clamp, ctx.has_bias
+        )
+        if ctx.synced:
+            dist.all_reduce(d_sums)
+        return fused_kernel.grad_input(dy2, x2, pad, chan, d_sums), d_weight, d_bias
+
+    @staticmethod
+    def _backward_eager(ctx, dy, d_mean_out, d_var_out):
         x2, keep, weight, mean, var, inv, scale, count = ctx.saved_tensors
-        dy2 = dy.reshape(x2.shape).to(x2.dtype)
-        if ctx.fused:
-            dy2 = dy2.contiguous()
-            d_scale, d_shift = fused_kernel.grad_sums(dy2, x2)
-        else:
-            d_x = torch.mul(dy2, x2)  # reused below for ∂x (see forward)
-            d_scale, d_shift = d_x.sum(dim=0), dy2.sum(dim=0)
+        dy2 = torch.zeros_like(x2) if dy is None else dy.reshape(x2.shape).to(x2.dtype)
+        d_x = torch.mul(dy2, x2)  # reused below for ∂x (see forward)
+        d_scale, d_shift = d_x.sum(dim=0), dy2.sum(dim=0)
         d_scale_net = d_scale - mean * d_shift  # the gradient reaching inv·w
         d_weight = d_scale_net * inv if weight is not None else None
         d_bias = d_shift if ctx.has_bias else None
@@ -118,22 +143,20 @@ class _BatchNormWithBatchStats(torch.autograd.Function):
         d_var = -0.5 * inv.pow(3) * d_inv
         if ctx.clamp:
             d_var = d_var * (var >= ctx.eps)
-        d_var = d_var + d_var_out
-        d_mean = d_mean_out - d_shift * scale
+        if d_var_out is not None:
+            d_var = d_var + d_var_out
+        d_mean = -d_shift * scale if d_mean_out is None else d_mean_out - d_shift * scale
         d_sum_sq = d_var / count
         d_sum_x = (d_mean - 2.0 * mean * d_var) / count
         if ctx.synced:
             packed = torch.cat([d_sum_x, d_sum_sq])
             dist.all_reduce(packed)
             d_sum_x, d_sum_sq = packed[: x2.shape[1]], packed[x2.shape[1] :]
-        if ctx.fused:
-            d_x = fused_kernel.grad_input(dy2, x2, keep, scale, d_sum_x, 2.0 * d_sum_sq)
-        else:
-            torch.addcmul(d_sum_x, x2, 2.0 * d_sum_sq, out=d_x)
-            if keep is not None:
-                d_x.mul_(keep.unsqueeze(1))
-            d_x.addcmul_(dy2, scale)
-        return d_x.reshape(ctx.shape).to(ctx.x_dtype), d_weight, d_bias, None, None, None, None, None
+        torch.addcmul(d_sum_x, x2, 2.0 * d_sum_sq, out=d_x)
+        if keep is not None:
+            d_x.mul_(keep.unsqueeze(1))
+        d_x.addcmul_(dy2, scale)
+        return d_x, d_weight, d_bias
 
 
 _WARNED: set[str] = set()

@@ -1,7 +1,8 @@
 """The fused CPU kernel of masked BatchNorm: ``masked_bn.c``, built on first use, called through ctypes.
 
-Eager PyTorch runs masked BN as ~13 passes over memory (one per op); the C file does the same
-arithmetic in 4 (two forward, two backward), like PyTorch's own fused BatchNorm.  It is compiled with
+Eager PyTorch runs masked BN as ~13 passes over memory and ~40 small per-channel ops; the C file does
+the same arithmetic in 4 passes (two forward, two backward), like PyTorch's own fused BatchNorm, with
+the per-channel arithmetic between them, so a training forward or backward is two calls.  It is compiled with
 the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into a per-user cache
 (``$NORMLAB_KERNEL_CACHE``, default ``~/.cache/normlab/kernels``), named by a hash of the source and
 the compiler, so a changed source or compiler builds afresh; the write is atomic, so processes that
@@ -77,17 +78,16 @@ def _library() -> ctypes.CDLL | FusedKernelUnavailable:
         return exc
     except OSError as exc:  # a library that does not load (e.g. no libgomp)
         return FusedKernelUnavailable(f"the built kernel does not load: {exc}")
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    p, i64, f64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for suffix in ("f32", "f64"):
         for name, args in (
-            ("stats", [p, p, i64, i64, p, p]),
-            ("affine", [p, p, p, i64, i64, p]),
-            ("grad_sums", [p, p, i64, i64, p, p]),
-            ("grad_input", [p, p, p, p, p, p, i64, i64, p]),
+            ("stats", [p, p, i64, i64, p]),
+            ("normalize", [p, p, p, p, f64, i32, i64, i64, p, p]),
+            ("grad_stats", [p, p, p, p, p, p, f64, f64, i32, i64, i64, p, p, p]),
+            ("grad_input", [p, p, p, p, p, i64, i64, p]),
         ):
             fn = getattr(lib, f"{name}_{suffix}")
-            fn.argtypes = args
-            fn.restype = ctypes.c_int if name in ("stats", "grad_sums") else None
+            fn.argtypes, fn.restype = args, ctypes.c_int
     return lib
 
 
@@ -102,53 +102,63 @@ def takes(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
-def _fn(name: str, x: torch.Tensor):
+def _call(name: str, x: torch.Tensor, *args) -> None:
     lib = _library()
     if isinstance(lib, FusedKernelUnavailable):
         raise lib
-    return getattr(lib, f"{name}_{'f32' if x.dtype == torch.float32 else 'f64'}")
+    if getattr(lib, f"{name}_{'f32' if x.dtype == torch.float32 else 'f64'}")(*args) != 0:
+        raise MemoryError(f"masked_bn.c {name}: out of memory for its per-thread buffers")
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _two_sums(name: str, a: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One of the C reductions over the rows of the (tokens, channels) `a`: two channel sums, in a's dtype."""
-    n, c = a.shape
-    s1 = torch.empty(c, dtype=torch.float64)
-    s2 = torch.empty(c, dtype=torch.float64)
-    if _fn(name, a)(_ptr(a), _ptr(b), n, c, _ptr(s1), _ptr(s2)) != 0:
-        raise MemoryError(f"masked_bn.c {name}: out of memory for the per-thread sums")
-    return s1.to(a.dtype), s2.to(a.dtype)
+def _vector(x: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor | None:
+    # the caller keeps the result alive: a temporary freed before the C call would leave a dangling pointer
+    return None if v is None else v.detach().to(x.dtype).contiguous()
 
 
-def stats(x: torch.Tensor, keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Σ keep·x, Σ keep·x²) per channel of a contiguous (tokens, channels) x; keep None = all tokens."""
-    return _two_sums("stats", x, keep)
+# x, dy: contiguous (tokens, channels) float32/64; pad: contiguous bool (tokens,), True at padding, or None.
 
 
-def _vectors(x: torch.Tensor, *vs: torch.Tensor) -> list[torch.Tensor]:
-    # kept in a list by the caller: a temporary freed before the C call would leave a dangling pointer
-    return [v.detach().to(x.dtype).contiguous() for v in vs]
+def stats(x: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    """[Σ keep·x, Σ keep·x², Σ keep] over the tokens (keep = not pad): 2·channels + 1 float64 values."""
+    n, c = x.shape
+    sums = torch.empty(2 * c + 1, dtype=torch.float64)
+    _call("stats", x, _ptr(x), _ptr(pad), n, c, _ptr(sums))
+    return sums
 
 
-def affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """x·scale + shift, as a new tensor."""
-    y = torch.empty_like(x)
-    vecs = _vectors(x, scale, shift)
-    _fn("affine", x)(_ptr(x), *map(_ptr, vecs), x.shape[0], x.shape[1], _ptr(y))
-    return y
+def normalize(x, sums, weight, bias, eps: float, clamp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = x·scale + shift from `stats`' sums, and the per-channel rows (mean, var, inv, scale) in x's dtype."""
+    n, c = x.shape
+    y, chan = torch.empty_like(x), torch.empty(4, c, dtype=x.dtype)
+    w, b = _vector(x, weight), _vector(x, bias)
+    _call("normalize", x, _ptr(x), _ptr(sums), _ptr(w), _ptr(b), eps, int(clamp), n, c, _ptr(y), _ptr(chan))
+    return y, chan
 
 
-def grad_sums(dy: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Σ dy·x, Σ dy) per channel, over every token."""
-    return _two_sums("grad_sums", dy, x)
+def grad_stats(dy, x, chan, weight, d_mean, d_var, count: float, eps: float, clamp: bool, bias: bool):
+    """(∂weight, ∂bias, d_sums): d_sums = [∂L/∂S₁, 2·∂L/∂S₂] (float64) for `grad_input`.
+
+    dy None: no gradient reaches y (only the statistics); d_mean, d_var None: none reaches them.
+    """
+    n, c = x.shape
+    d_weight = None if weight is None else torch.empty(c, dtype=x.dtype)
+    d_bias = torch.empty(c, dtype=x.dtype) if bias else None
+    d_sums = torch.empty(2 * c, dtype=torch.float64)
+    w, dm, dv = _vector(x, weight), _vector(x, d_mean), _vector(x, d_var)
+    _call(
+        "grad_stats", x, _ptr(dy), _ptr(x), _ptr(chan), _ptr(w), _ptr(dm), _ptr(dv), count, eps, int(clamp),
+        n, c, _ptr(d_weight), _ptr(d_bias), _ptr(d_sums),
+    )
+    return d_weight, d_bias, d_sums
 
 
-def grad_input(dy, x, keep, scale, a, b) -> torch.Tensor:
-    """dy·scale + keep·(a + x·b), as a new tensor."""
+def grad_input(dy, x, pad, chan, d_sums) -> torch.Tensor:
+    """dx = dy·scale + keep·(∂L/∂S₁ + x·2·∂L/∂S₂), as a new tensor (dy None: no dy term)."""
+    n, c = x.shape
     dx = torch.empty_like(x)
-    vecs = _vectors(x, scale, a, b)
-    _fn("grad_input", x)(_ptr(dy), _ptr(x), _ptr(keep), *map(_ptr, vecs), x.shape[0], x.shape[1], _ptr(dx))
+    _call("grad_input", x, _ptr(dy), _ptr(x), _ptr(pad), _ptr(chan), _ptr(d_sums), n, c, _ptr(dx))
     return dx
