@@ -5,12 +5,9 @@
 All norms are timed in one run, interleaved round by round (so machine load hits them alike), at a
 Transformer-like shape with ~10 % padding; the table reports each norm's median over rounds divided by
 ``ln``'s, and the minor page faults of its timed call (first touches of memory the C library had
-handed back to the system).  In each round every norm first makes ``--warm-calls`` untimed calls
-(default 1), so that its timed call starts from its own steady state rather than from the memory and
-cache state the norm before it left: ``rmsnorm``, ``powernorm`` and ``pn_vanilla`` churn thousands
-of pages per call, and without a warm call the norm after them pays for it (``--warm-calls 0`` is the
-protocol of the README's earlier tables).  ``bn``/``rbn`` appear as built by default (their fused C
-kernel on a CPU where it builds) and again with ``kernel="eager"``; a last row times
+handed back to the system: ``rmsnorm``, ``powernorm`` and ``pn_vanilla`` churn thousands of pages per
+call, and the norm timed after them in a round can pay for that too).  ``bn``/``rbn`` appear as
+built by default (their fused C kernel on a CPU where it builds) and again with ``kernel="eager"``; a last row times
 ``torch.nn.BatchNorm1d`` over all tokens (no padding mask), the cost of PyTorch's own fused BN
 kernels on the same machine.  Then a 6-layer residual FFN stack with 12 norms (the norm count of the
 RBN paper's encoder) is trained with ``ln``, ``bn``, ``rbn`` and eager ``bn`` side by side, and
@@ -80,17 +77,15 @@ def time_norms(args) -> tuple[dict[str, float], dict[str, float]]:
     faults: dict[str, list[int]] = {name: [] for name in norms}
     for round_ in range(args.warmup + args.repeats):
         for name, norm in norms.items():
-            for call in range(args.warm_calls + 1):
-                inp = x.detach().requires_grad_(True)
-                sync(args.device)
-                start, faults_before = time.perf_counter(), minor_page_faults()
-                out = norm(inp, pad)
-                out.backward(grad)
-                sync(args.device)
-                del inp, out
-                if round_ >= args.warmup and call == args.warm_calls:
-                    times[name].append(time.perf_counter() - start)
-                    faults[name].append(minor_page_faults() - faults_before)
+            inp = x.detach().requires_grad_(True)
+            sync(args.device)
+            start, faults_before = time.perf_counter(), minor_page_faults()
+            out = norm(inp, pad)
+            out.backward(grad)
+            sync(args.device)
+            if round_ >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+                faults[name].append(minor_page_faults() - faults_before)
     return {name: statistics.median(t) for name, t in times.items()}, {n: statistics.mean(f) for n, f in faults.items()}
 
 
@@ -159,7 +154,6 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--warm-calls", type=int, default=1, help="untimed calls of a norm before its timed one")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -167,7 +161,7 @@ def main() -> None:
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}")
     print(f"# shape (batch, time, dim) = ({args.batch}, {args.time}, {args.dim}), ~10% padding, "
-          f"median of {args.repeats} interleaved rounds, {args.warm_calls} untimed call(s) before each timed one")
+          f"median of {args.repeats} interleaved rounds")
     ok, why = fused.available()
     print(f"# bn/rbn default kernel on CPU: {'fused (C, OpenMP)' if ok else 'eager: ' + why}\n")
     medians, faults = time_norms(args)
