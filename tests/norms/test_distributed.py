@@ -8,11 +8,15 @@ import torch.multiprocessing as mp
 
 from normlab.norms import build_norm
 
+# label -> (norm, options); bn/rbn take their default kernel (the fused C one on a CPU where it builds)
+# and the eager one, whose all-reduce is the path GPUs (NCCL) run
 SYNCED = {
-    "bn": {},
-    "rbn": {"penalty_mean": 1.0, "penalty_var": 0.5},
-    "pn_vanilla": {},
-    "powernorm": {"groups": 2, "warmup_iters": 1},
+    "bn": ("bn", {}),
+    "rbn": ("rbn", {"penalty_mean": 1.0, "penalty_var": 0.5}),
+    "bn (eager)": ("bn", {"kernel": "eager"}),
+    "rbn (eager)": ("rbn", {"penalty_mean": 1.0, "penalty_var": 0.5, "kernel": "eager"}),
+    "pn_vanilla": ("pn_vanilla", {}),
+    "powernorm": ("powernorm", {"groups": 2, "warmup_iters": 1}),
 }
 DIM, BATCH, TIME, STEPS = 6, 4, 5, 3
 
@@ -29,10 +33,11 @@ def _inputs():
     return steps
 
 
-def _train(name, steps, rows):
+def _train(label, steps, rows):
     """Run the norm over `steps`, using only batch rows `rows`; return what must agree."""
     torch.manual_seed(0)
-    norm = build_norm(name, DIM, **SYNCED[name])
+    name, options = SYNCED[label]
+    norm = build_norm(name, DIM, **options)
     out = {"y": [], "dx": [], "penalty": []}
     for x, pad, w in steps:
         x = x[rows].clone().requires_grad_(True)
