@@ -163,3 +163,16 @@ def test_eval_and_non_float_paths_do_not_need_the_kernel(monkeypatch):
     norm = build_norm("bn", 8, kernel="fused").eval()  # population statistics: no training pass
     x = torch.randn(2, 3, 8)
     torch.testing.assert_close(norm(x), x / (1.0 + norm.eps) ** 0.5 if norm.eps_mode == "add" else x)
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", ["empty batch", "all padding"])
+def test_batches_without_tokens_agree_and_stay_finite(case):
+    # no token to pool: count clamps to 1, statistics are 0, nothing is NaN, in both kernels
+    x = torch.randn((0, 5, 8) if case == "empty batch" else (2, 3, 8), dtype=torch.float64)
+    pad = None if case == "empty batch" else torch.ones(2, 3, dtype=torch.bool)
+    fused_out = _train_step("rbn", "fused", x, pad, torch.float64, "both")
+    eager_out = _train_step("rbn", "eager", x, pad, torch.float64, "both")
+    for key in fused_out:
+        assert torch.isfinite(fused_out[key]).all(), key
+        torch.testing.assert_close(fused_out[key], eager_out[key], rtol=1e-12, atol=1e-12, msg=f"{key} differs")

@@ -107,7 +107,7 @@ def _call(name: str, x: torch.Tensor, *args) -> None:
     if isinstance(lib, FusedKernelUnavailable):
         raise lib
     if getattr(lib, f"{name}_{'f32' if x.dtype == torch.float32 else 'f64'}")(*args) != 0:
-        raise MemoryError(f"masked_bn.c {name}: out of memory for its per-thread buffers")
+        raise MemoryError(f"masked_bn.c {name}: out of memory for its work buffers")
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:

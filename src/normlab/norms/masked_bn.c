@@ -98,6 +98,12 @@ FLUSH(double)
         }                                                                                             \
     }                                                                                                 \
                                                                                                       \
+    /* the first pass of grad_stats */                                                               \
+    static int grad_sums_##SUFFIX(const T *dy, const T *x, int64_t n, int64_t c, double *sum_dyx,     \
+                                  double *sum_dy) {                                                   \
+        TWO_SUMS_PASS(T, n, c, sum_dyx, sum_dy, (double *)NULL, GRAD_ROW);                            \
+    }                                                                                                 \
+                                                                                                      \
     int stats_##SUFFIX(const T *x, const uint8_t *pad, int64_t n, int64_t c, double *sums) {          \
         TWO_SUMS_PASS(T, n, c, sums, sums + c, sums + 2 * c, STATS_ROW);                              \
     }                                                                                                 \
@@ -175,16 +181,6 @@ FLUSH(double)
         free(a);                                                                                      \
         return 0;                                                                                     \
     }
-
-/* grad_sums_T is the first pass of grad_stats_T: declared ahead of the kernels that call it. */
-#define GRAD_SUMS(T, SUFFIX)                                                                          \
-    static inline void add_products_##T(const T *g, const T *row, int64_t c, T *s1, T *s2);           \
-    static int grad_sums_##SUFFIX(const T *dy, const T *x, int64_t n, int64_t c, double *sum_dyx,     \
-                                  double *sum_dy) {                                                   \
-        TWO_SUMS_PASS(T, n, c, sum_dyx, sum_dy, (double *)NULL, GRAD_ROW);                            \
-    }
-GRAD_SUMS(float, f32)
-GRAD_SUMS(double, f64)
 
 MASKED_BN_KERNELS(float, f32)
 MASKED_BN_KERNELS(double, f64)
