@@ -10,8 +10,8 @@ STATS_TABLES = [f"results/stats/{name}.csv" for name in ("summary", "comparisons
 
 
 rule probe:
-    """TID against its noise floor (floor / batch structure / running-estimate lag) and the
-    conditioning of each norm's input, at the run's final weights."""
+    """TID beside its two sampling floors (i.i.d. tokens, random whole sentences), the running-estimate
+    lag, and the conditioning of each norm's output and input, per layer, at the run's final weights."""
     input:
         final=rules.train.output.final,
         card=prepared_card,
@@ -22,6 +22,7 @@ rule probe:
     params:
         run_dir=lambda wc, input: str(Path(input.final).parent),
         out=lambda wc, output: str(Path(output.summary).parent),
+        mode=CFG["analysis"]["probe_mode"],
         batches=CFG["analysis"]["probe_batches"],
         population_tokens=CFG["analysis"]["probe_population_tokens"],
         cache=lambda wc, input: str(Path(input.card).parents[2]),
@@ -34,7 +35,7 @@ rule probe:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab probe --run {params.run_dir} --out {params.out} --batches {params.batches} "
+        "normlab probe --run {params.run_dir} --out {params.out} --mode {params.mode} --batches {params.batches} "
         "--population-tokens {params.population_tokens} "
         "--cache {params.cache} > {log} 2>&1"
 

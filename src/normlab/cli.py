@@ -3,7 +3,8 @@
     normlab fetch NAME      download a dataset's sources (normlab.data)
     normlab prepare NAME    prepare a fetched dataset (normlab.data)
     normlab train ...       one training run (normlab.train)
-    normlab probe | collect | stats | tables | claims | figures
+    normlab probe ...       TID decomposition and conditioning of one finished run (normlab.tid)
+    normlab collect | stats | tables | claims | figures
                             analysis of finished runs (normlab.analysis)
     normlab provenance ...  what produced the regenerated outputs (normlab.provenance)
 """
@@ -19,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("normlab.data.cli_fetch", "download and checksum a dataset's sources"),
     "prepare": ("normlab.data.cli_prepare", "prepare a fetched dataset into the cache"),
     "train": ("normlab.train.cli", "run one training job from a run config"),
-    "probe": ("normlab.analysis.probes", "TID decomposition and conditioning of one finished run"),
+    "probe": ("normlab.tid.probe", "TID decomposition and conditioning of one finished run"),
     "collect": ("normlab.analysis.tidy", "gather the runs of a manifest into tidy tables"),
     "stats": ("normlab.analysis.stats", "seed statistics and paired comparisons from the tidy tables"),
     "tables": ("normlab.analysis.tables", "the papers' tables (Markdown, LaTeX, CSV)"),

@@ -158,7 +158,8 @@ def check(config: dict, schema: dict) -> dict:
     cfg.setdefault("run_defaults", {})
     cfg.setdefault("norm_options", {})
     cfg.setdefault("overrides", [])
-    cfg["analysis"] = {"probe_batches": 16, "probe_population_tokens": 1_000_000, **cfg.get("analysis", {})}
+    cfg["analysis"] = {"probe_mode": "train", "probe_batches": 16, "probe_population_tokens": 1_000_000,
+                       **cfg.get("analysis", {})}
     cfg.setdefault("resources", {})
     cfg.setdefault("grids", {})
     if not cfg["grids"] and not cfg.get("sweep"):

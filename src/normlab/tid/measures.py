@@ -1,6 +1,6 @@
-"""Training–Inference Discrepancy (TID) of batch-statistics norms, per layer.
+"""Training–Inference Discrepancy (TID) of batch-statistics norms, per layer: formulas and recorders.
 
-Two forms, both from the RBN paper's material (``paper_tid_rbn.md`` §2.3):
+Two forms, both from the RBN paper's material (the authors' lab tool and their released code):
 
 * the paper's (norm-ratio) form, per batch, averaged over batches:
   ``mean_tid = ‖μ_B − μ̂‖₂ / ‖σ̂‖₂`` and ``var_tid = ‖σ_B − σ̂‖₂ / ‖σ̂‖₂``;
@@ -12,29 +12,37 @@ PowerNorm the "σ" is the root quadratic mean and there is no mean TID.
 
 Two ways to measure:
 
-* :class:`OnlineTIDRecorder`: the training loop calls ``record(step)`` every N steps; values stay on
-  the device until ``flush()``, so recording never synchronises with the host;
-* :func:`probe_tid`: freezes a model (eval mode: no dropout, no running update), runs K training
-  batches through it and compares each batch's statistics with the population statistics.
+* :class:`OnlineTIDRecorder`: the training loop calls ``record(step)`` every N steps, inside the
+  training forwards (dropout on, as the authors log it); values stay on the device until ``flush()``,
+  so recording never synchronises with the host;
+* :func:`probe_tid`: K batches through a :func:`frozen` model (no parameter or running update), each
+  batch's statistics vs the running statistics.  ``mode="train"`` (the default) runs the forwards as
+  training does, dropout on, from a seeded generator; ``mode="eval"`` without dropout (a labelled
+  variant: the running statistics were accumulated with dropout, so eval-mode batches are compared with
+  statistics of other features).  ``normlab probe`` (:mod:`normlab.tid.probe`) builds its
+  decomposition on the same :func:`frozen` forwards.
 
 Both return tidy records: dicts with step, module, layer, position, kind, value (and method).
-A raw TID means little on its own: at small scale it sits at the sampling floor ≈ 1/√tokens (see
-``tid_probe.md``); the analysis compares it with that floor.
+A raw TID means little on its own: at small scale it sits at the sampling floor ≈ 1/√tokens; the
+probe measures that floor beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from .norms import BatchStatNorm, batch_stat_norms, batch_stats_inference
+from normlab.norms import BatchStatNorm, PowerNorm, batch_stat_norms
+from normlab.norms.base import masked_square_sums
 
 TID_KINDS = ("mean_tid", "var_tid", "mean_tid_channel", "var_tid_channel")
+PROBE_MODES = ("train", "eval")  # how frozen forwards run: as in training (dropout on), or without dropout
 _EPS = 1e-8  # as the authors' lab tool: guards an all-zero denominator only
 
 
@@ -141,44 +149,107 @@ class OnlineTIDRecorder:
         return rows
 
 
-@torch.no_grad()
+# --- frozen forwards -------------------------------------------------------------------------------
+
+
+def normalises_with_running(norm: BatchStatNorm) -> bool:
+    """Whether ``norm``'s next training forward normalises with its running statistic, not the batch's.
+
+    Only PowerNorm does, once its warm-up is over (``iters >= warmup_iters``: the next step is past it).
+    """
+    return isinstance(norm, PowerNorm) and int(norm.iters) >= norm.warmup_iters
+
+
+def _record_batch_quadratic_mean(norm: BatchStatNorm, args: tuple, kwargs: dict) -> None:
+    """Pre-hook: the batch's ψ_B², computed as PowerNorm's training forward does, into ``batch_var``."""
+    pad_mask = args[1] if len(args) > 1 else kwargs.get("pad_mask")
+    sum_sq, count = masked_square_sums(norm.stat_features(args[0]), pad_mask, sync=norm.sync)
+    norm.batch_var = sum_sq / count
+
+
+def _cuda_devices(model: nn.Module) -> list[int]:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module, mode: str = "train", seed: int | None = None) -> Iterator[None]:
+    """Forwards that change nothing (no gradient, no parameter or running update), on batch statistics.
+
+    ``mode="train"``: every module in training mode (dropout on: what the running statistics were
+    accumulated with) except the batch-statistics norms, which run in eval mode with
+    ``eval_with_batch_stats``: each batch normalised with its own statistics, nothing updated -- the
+    training forward without its running update.  PowerNorm past its warm-up normalises with its
+    running quadratic mean in training, so it does here too (its eval forward, which is that
+    computation), while a pre-hook records the batch's ψ_B² as its training forward does.
+    ``mode="eval"``: the whole model in eval mode (no dropout), every batch-statistics norm (PowerNorm
+    included) on the batch's statistics.
+    ``seed``: the global generator that dropout draws from is seeded for the block and restored after
+    it, so the same seed gives the same dropout masks.  Every module's mode is restored on exit.
+    """
+    if mode not in PROBE_MODES:
+        raise ValueError(f"probe mode must be one of {PROBE_MODES}; got {mode!r}")
+    modes = [(m, m.training) for m in model.modules()]
+    norms = list(batch_stat_norms(model).values())
+    flags = [(m, m.eval_with_batch_stats) for m in norms]
+    handles = []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        if seed is not None:
+            stack.enter_context(torch.random.fork_rng(devices=_cuda_devices(model)))
+            torch.manual_seed(seed)
+        try:
+            model.train(mode == "train")
+            for m in norms:
+                m.eval()
+                on_running = mode == "train" and normalises_with_running(m)
+                m.eval_with_batch_stats = not on_running
+                if on_running:
+                    handles.append(m.register_forward_pre_hook(_record_batch_quadratic_mean, with_kwargs=True))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            for m, flag in flags:
+                m.eval_with_batch_stats = flag
+            for m, training in modes:
+                m.training = training
+
+
 def probe_tid(
     model: nn.Module,
     batches: Iterable[Any],
     run_batch: Callable[[Any], Any],
     step: int | None = None,
     max_batches: int | None = None,
+    mode: str = "train",
+    seed: int = 0,
 ) -> list[dict]:
-    """Offline TID: K training batches through the frozen model, each batch's statistics vs the population.
+    """Offline TID: K batches through the :func:`frozen` model, each batch's statistics vs the running ones.
 
-    ``run_batch(batch)`` performs the model's forward on one batch.  The model is put in eval mode
-    (no dropout, no running-statistic update) with batch-statistics normalisation, so every norm sees
-    the batch statistics that training would produce at these weights; the records give, per layer,
-    the TID averaged over the K batches (``value``) and its standard deviation across them (``std``).
+    ``run_batch(batch)`` performs the model's forward on one batch.  Every norm sees the batch
+    statistics that training would produce at these weights (``mode="train"``: dropout on, from
+    ``seed``); the records give, per layer, the TID averaged over the K batches (``value``), its
+    standard deviation across them (``std``) and the ``probe_mode``.
     """
     norms = batch_stat_norms(model)
     if not norms:
         return []
-    was_training = model.training
     per_batch: list[torch.Tensor] = []
     names: list[str] = []
-    model.eval()
-    try:
-        with batch_stats_inference(model):
-            for i, batch in enumerate(batches):
-                if max_batches is not None and i >= max_batches:
-                    break
-                run_batch(batch)
-                stacked = _stacked_statistics(norms)
-                if stacked is not None:
-                    names, values = stacked
-                    per_batch.append(values)
-    finally:
-        model.train(was_training)
+    with frozen(model, mode, seed):
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            run_batch(batch)
+            stacked = _stacked_statistics(norms)
+            if stacked is not None:
+                names, values = stacked
+                per_batch.append(values)
     if not per_batch:
         return []
     values = torch.stack(per_batch).float().cpu()  # (K, layers, 4)
     mean = values.mean(dim=0)
     std = values.std(dim=0, correction=1) if len(per_batch) > 1 else torch.zeros_like(mean)
     return _records(-1 if step is None else step, names, mean, std=std, method="probe",
-                    n_batches=len(per_batch))
+                    n_batches=len(per_batch), probe_mode=mode)

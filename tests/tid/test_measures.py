@@ -1,12 +1,22 @@
-"""TID: both forms against hand computation, the online recorder, and the offline probe."""
+"""TID measures: both forms against hand computation, the online recorder, the frozen forwards and the offline probe."""
 
+import copy
 import math
 
+import pytest
 import torch
 from torch import nn
 
-from normlab.norms import build_norm
-from normlab.tid import TID_KINDS, OnlineTIDRecorder, describe_module, probe_tid, tid_from_statistics
+from normlab.norms import batch_stats_inference, build_norm
+from normlab.tid import (
+    TID_KINDS,
+    OnlineTIDRecorder,
+    describe_module,
+    frozen,
+    normalises_with_running,
+    probe_tid,
+    tid_from_statistics,
+)
 
 
 def test_tid_forms_by_hand():
@@ -86,6 +96,7 @@ def test_probe_freezes_the_model_and_averages_over_batches():
     got = {r["kind"]: r for r in rows if r["module"] == "layers.0.norm"}
     for i, kind in enumerate(TID_KINDS):
         assert got[kind]["step"] == 7 and got[kind]["n_batches"] == 4 and got[kind]["method"] == "probe"
+        assert got[kind]["probe_mode"] == "train"
         assert math.isclose(got[kind]["value"], float(per_batch[:, i].mean()), rel_tol=1e-4)
         assert math.isclose(got[kind]["std"], float(per_batch[:, i].std()), rel_tol=1e-3)
 
@@ -94,3 +105,66 @@ def test_models_without_batch_statistics_record_nothing():
     model = nn.Sequential(nn.Linear(4, 4))
     assert not OnlineTIDRecorder(model)
     assert probe_tid(model, [torch.randn(2, 4)], model) == []
+
+
+class DropoutLayers(nn.Module):
+    """Linear -> Dropout -> BN, then Linear -> Dropout -> PowerNorm (warm-up of 2 steps)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({"proj": nn.Linear(8, 8), "drop": nn.Dropout(0.3), "norm": build_norm(name, 8, **opts)})
+            for name, opts in [("bn", {}), ("powernorm", {"warmup_iters": 2})]
+        )
+
+    def forward(self, x, pad=None):
+        for layer in self.layers:
+            x = layer["norm"](layer["drop"](layer["proj"](x)), pad)
+        return x
+
+
+@pytest.mark.parametrize("trained_steps", [1, 4])  # PowerNorm within, then past its warm-up
+def test_frozen_train_mode_is_the_training_forward_without_its_updates(trained_steps):
+    model = DropoutLayers()
+    for _ in range(trained_steps):
+        model(torch.randn(4, 6, 8) + 1)
+    pn = model.layers[1]["norm"]
+    assert normalises_with_running(pn) == (trained_steps >= 2)
+    x = torch.randn(4, 6, 8) + 1
+    pad = torch.zeros(4, 6, dtype=torch.bool)
+    pad[:2, -2:] = True
+    reference = copy.deepcopy(model)  # plain training forward: same masks from the same seed
+    torch.manual_seed(3)
+    with torch.no_grad():
+        expected = reference(x, pad)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    model.layers[0]["drop"].eval()  # a module's own mode survives the block
+    with frozen(model, "train", seed=3):
+        got = model(x, pad)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(pn.batch_var, reference.layers[1]["norm"].batch_var)  # ψ_B as training has it
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=f"frozen forward changed {k}")
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's generator is untouched
+    assert model.training and not model.layers[0]["drop"].training and model.layers[1]["drop"].training
+    assert not any(layer["norm"].eval_with_batch_stats for layer in model.layers)
+    assert not pn._forward_pre_hooks  # its statistic hook is gone
+
+
+def test_frozen_eval_mode_has_no_dropout_and_batch_statistics_everywhere():
+    model = DropoutLayers()
+    for _ in range(4):
+        model(torch.randn(4, 6, 8) + 1)
+    x = torch.randn(4, 6, 8) + 1
+    reference = copy.deepcopy(model).eval()
+    with torch.no_grad(), batch_stats_inference(reference):
+        expected = reference(x)
+    with frozen(model, "eval"):
+        torch.testing.assert_close(model(x), expected)
+        torch.testing.assert_close(model(x), expected)  # no dropout: the same output twice
+    with frozen(model, "train", seed=0):
+        assert not torch.allclose(model(x), expected)  # dropout on
+    with pytest.raises(ValueError, match="probe mode"):
+        with frozen(model, "inference"):
+            pass
