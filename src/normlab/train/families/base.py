@@ -178,6 +178,17 @@ class TextFamily(Family):
     def model_sizes(self, task: TaskData) -> dict:
         return dict(vocab_size=task.vocab_size, pad_id=task.pad_id)
 
+    def lengths(self, examples) -> np.ndarray:
+        """The lengths of the field ``tokens`` (families whose inputs are their only sequences)."""
+        return examples.fields["tokens"].lengths
+
+    @staticmethod
+    def padded_tokens(examples, indices: np.ndarray, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The field ``tokens`` of examples ``indices``: (B, T) ids, pad mask, and the non-pad count."""
+        sequences = examples.fields["tokens"]
+        tokens, pad_mask = sequences.padded(indices, pad_id)
+        return tokens, pad_mask, int(sequences.lengths[indices].sum())
+
 
 def random_sequences(rng: np.random.Generator, n: int, options: SyntheticOptions) -> list[np.ndarray]:
     """``n`` sequences of regular ids (no specials), of lengths uniform in [min_len, max_len]."""

@@ -37,15 +37,10 @@ class Classification(TextFamily):
     def synthetic_task_data(self, splits: dict[str, object], options: SyntheticOptions) -> TaskData:
         return TaskData(self.name, splits, vocab_size=options.vocab_size, n_classes=options.n_classes)
 
-    def lengths(self, examples: Examples) -> np.ndarray:
-        return examples.fields["tokens"].lengths
-
     def collate(self, task: TaskData, split: str, indices: np.ndarray) -> Batch:
         examples = task.splits[split]
-        sequences = examples.fields["tokens"]
-        tokens, pad_mask = sequences.padded(indices, task.pad_id)
+        tokens, pad_mask, n_tokens = self.padded_tokens(examples, indices, task.pad_id)
         labels = torch.from_numpy(examples.fields["labels"][np.asarray(indices)])
-        n_tokens = int(sequences.lengths[indices].sum())
         return Batch(dict(tokens=tokens, pad_mask=pad_mask, labels=labels), len(indices), n_tokens,
                      np.asarray(indices))
 

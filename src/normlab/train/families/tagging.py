@@ -45,15 +45,10 @@ class Tagging(TextFamily):
         return TaskData(self.name, splits, vocab_size=options.vocab_size, label_names=list(SYNTHETIC_TAGS),
                         tag_scheme="iob2")
 
-    def lengths(self, examples: Examples) -> np.ndarray:
-        return examples.fields["tokens"].lengths
-
     def collate(self, task: TaskData, split: str, indices: np.ndarray) -> Batch:
         examples = task.splits[split]
-        sequences = examples.fields["tokens"]
-        tokens, pad_mask = sequences.padded(indices, task.pad_id)
+        tokens, pad_mask, n = self.padded_tokens(examples, indices, task.pad_id)
         tags, _ = examples.fields["tags"].padded(indices, task.pad_id)
-        n = int(sequences.lengths[indices].sum())
         return Batch(dict(tokens=tokens, pad_mask=pad_mask, tags=tags), n, n, np.asarray(indices))
 
     def model_sizes(self, task: TaskData) -> dict:
