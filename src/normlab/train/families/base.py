@@ -15,7 +15,7 @@ engine knows about a kind of task:
   evaluations (:meth:`Family.evaluation_extras`: BLEU decoding, entity F1) and the metric the tables
   report (:meth:`Family.primary_metric`, direction in ``normlab.metrics.HIGHER_IS_BETTER``).
 
-Families hold no state: the engine makes one instance per run with ``get_family(name)``.
+Families hold no state: ``get_family(name)`` makes one wherever it is needed.
 """
 
 from __future__ import annotations
