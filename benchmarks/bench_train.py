@@ -15,14 +15,16 @@ import time
 
 import torch
 
-from normlab.models import ModelOptions, build_model
 from normlab.norms import regularization_loss
+from normlab.train import validate
 from normlab.train.batching import collate, split_batches
+from normlab.train.engine import build_run_model
+from normlab.train.families import FAMILIES
 from normlab.train.objectives import training_loss
+from normlab.train.runtime import DEVICES
 from normlab.train.tasks import synthetic_task
 
 NORMS = {"ln": {}, "bn": {}, "rbn": {"penalty_mean": 0.1, "penalty_var": 0.01}, "powernorm": {}}
-FAMILIES = ["translation", "lm", "classification", "tagging", "image"]
 
 
 def sync(device):
@@ -35,20 +37,13 @@ def make_stepper(family, norm, options, args, device):
     task = synthetic_task(
         family, seed=0, n_train=2048, vocab_size=1000, min_len=20, max_len=40, image_size=32
     )
+    model_cfg = dict(d_model=args.d_model, n_heads=4, d_ff=4 * args.d_model, n_layers=args.layers, norm=norm,
+                     norm_options=options, placement="pre", dropout=0.1, patch_size=4)
+    # the run config fills in what the engine would (PowerNorm's groups and warm-up)
+    cfg = validate({"task": family, "data": {"source": "synthetic"}, "model": model_cfg,
+                    "optim": {"warmup_steps": 1000}})
     torch.manual_seed(0)
-    opts = ModelOptions(
-        d_model=args.d_model,
-        n_heads=4,
-        d_ff=4 * args.d_model,
-        n_layers=args.layers,
-        norm=norm,
-        norm_options=options,
-        placement="pre",
-        dropout=0.1,
-        patch_size=4,
-        warmup_steps=1000,
-    )
-    model = build_model(family, opts, **task.model_sizes()).to(device).train()
+    model = build_run_model(cfg, task).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     index_batches = split_batches(task, "train", args.max_tokens, args.images, seed=0)
     batches = [collate(task, "train", idx).to(device) for idx in index_batches[: args.steps]]
@@ -95,7 +90,7 @@ def main():
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=2048)
     parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:

@@ -8,6 +8,7 @@ import torch
 from normlab.models import TransformerBlock, build_model
 from normlab.models.blocks import BlockConfig, NormSpec
 from normlab.norms import LayerNorm, MaskedBatchNorm, PowerNorm, RegularizedBatchNorm
+from normlab.train import validate
 
 TINY = dict(d_model=16, n_heads=2, d_ff=32, n_layers=2, dropout=0.0)
 TEXT = dict(vocab_size=23, pad_id=0)
@@ -91,7 +92,10 @@ def test_block_computes_the_placement_formula(placement):
 
 
 def test_powernorm_gets_heads_as_groups_and_the_lr_warmup():
-    model = make("classification", norm="powernorm", warmup_steps=123)
+    """The run config fills these defaults in (normlab.train.config); the model builds what it states."""
+    cfg = validate({"task": "classification", "data": {"source": "synthetic"},
+                    "model": {**TINY, "norm": "powernorm"}, "optim": {"warmup_steps": 123}})
+    model = make("classification", norm="powernorm", norm_options=cfg["model"]["norm_options"])
     pns = [m for m in model.modules() if isinstance(m, PowerNorm)]
     assert pns and all(m.groups == 2 and m.warmup_iters == 123 for m in pns)
 

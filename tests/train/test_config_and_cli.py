@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from normlab.train import ConfigError, OutputExistsError, train
+from normlab.train import ConfigError, OutputExistsError, train, validate
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,9 @@ from normlab.train import ConfigError, OutputExistsError, train
             r"model\.placement: 'middle' is not valid; valid values: post, pre",
         ),
         ({"seed": 1.5}, r"seed: 1.5 has the wrong type; expected integer"),
+        ({"model": {"n_heads": 3}}, r"model\.d_model=32 must be a multiple of model\.n_heads=3"),
+        ({"model": {"final_norm_options": {"eps": 1e-3}}}, r"model\.final_norm_options apply to a named"),
+        ({"train": {"tid_probe_batches": 4}}, r"unknown key\(s\) train\.tid_probe_batches"),
     ],
 )
 def test_bad_configs_fail_before_training(change, message, make_config, tmp_path):
@@ -37,6 +40,23 @@ def test_bad_configs_fail_before_training(change, message, make_config, tmp_path
     with pytest.raises(ConfigError, match=message):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_resolved_config_states_powernorms_defaults(make_config, tmp_path):
+    """groups = n_heads and warmup_iters = optim.warmup_steps (PowerNorm's authors), explicit options win,
+    for the studied norm and a named final norm alike; config.yaml of the run states the values used."""
+    cfg = validate(make_config("classification", model={"norm": "powernorm"}))
+    assert cfg["model"]["norm_options"] == {"groups": 2, "warmup_iters": 10}
+    assert validate(cfg) == cfg
+    own = validate(make_config("classification", model={"norm": "powernorm", "norm_options": {"warmup_iters": 3}},
+                               optim={"warmup_steps": 50}))
+    assert own["model"]["norm_options"] == {"groups": 2, "warmup_iters": 3}
+    final = validate(make_config("lm", model={"norm": "bn", "placement": "pre", "final_norm": "powernorm"}))
+    assert final["model"]["norm_options"] == {} and final["model"]["final_norm_options"] == {
+        "groups": 2, "warmup_iters": 10}
+    train(make_config("classification", model={"norm": "powernorm"}, train={"max_steps": 10}), tmp_path / "run")
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert written["model"]["norm_options"] == {"groups": 2, "warmup_iters": 10}
 
 
 def test_an_unknown_task_names_the_valid_ones(make_config, tmp_path):

@@ -10,8 +10,9 @@ family             class                        inputs -> output
 ``image``          VisionTransformer            (images) -> (B, n_classes)
 =================  ===========================  =============================================
 
-``build_model(family, options, **data_sizes)`` builds one; ``options`` is a :class:`ModelOptions`
-or a dict of its fields (norm, placement, norm_scope, final_norm, sizes, dropout, ...).
+``build_model(family, options, **data_sizes)`` builds one (``MODELS`` maps the family names to the
+classes); ``options`` is a :class:`ModelOptions` or a dict of its fields (norm, placement,
+norm_scope, final_norm, sizes, dropout, ...).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from .tagger import SequenceTagger
 from .translation import TranslationTransformer
 from .vit import VisionTransformer
 
-FAMILIES: dict[str, type[nn.Module]] = {
+# the model of each built-in task family (``normlab.train.families`` names the same classes)
+MODELS: dict[str, type[nn.Module]] = {
     "translation": TranslationTransformer,
     "lm": CausalLM,
     "classification": SequenceClassifier,
@@ -34,27 +36,32 @@ FAMILIES: dict[str, type[nn.Module]] = {
     "image": VisionTransformer,
 }
 
-# families with a separate decoder, the only ones where norm_scope="encoder" means something
-ENCODER_DECODER_FAMILIES = ("translation",)
 
-
-def build_model(family: str, options: ModelOptions | dict, **data_sizes) -> nn.Module:
-    """Build the model of ``family``; ``data_sizes`` are the family's constructor arguments
-    (vocab_size/pad_id/..., n_classes, image_size/channels)."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; valid families: {', '.join(FAMILIES)}")
-    opts = options if isinstance(options, ModelOptions) else ModelOptions(**options)
-    if opts.norm_scope == "encoder" and family not in ENCODER_DECODER_FAMILIES:
+def check_norm_scope(norm_scope: str, model_class: type[nn.Module], family: str) -> None:
+    """``norm_scope='encoder'`` needs a model with a separate decoder (class attribute ``encoder_decoder``)."""
+    if norm_scope == "encoder" and not getattr(model_class, "encoder_decoder", False):
         raise ValueError(
-            f"model.norm_scope='encoder' needs an encoder-decoder model; family {family!r} has one stack. "
-            f"Use norm_scope='all' (valid values: {', '.join(NORM_SCOPES)})"
+            f"model.norm_scope: 'encoder' needs an encoder-decoder model, but task {family!r} has one stack; "
+            f"use 'all' (valid values: {', '.join(NORM_SCOPES)})"
         )
-    return FAMILIES[family](opts, **data_sizes)
+
+
+def build_model(family: str | type[nn.Module], options: ModelOptions | dict, **data_sizes) -> nn.Module:
+    """Build the model of ``family`` (a name of ``MODELS``, or a model class); ``data_sizes`` are the
+    model's constructor arguments (vocab_size/pad_id/..., n_classes, image_size/channels)."""
+    if isinstance(family, str):
+        if family not in MODELS:
+            raise ValueError(f"unknown model family {family!r}; valid families: {', '.join(MODELS)}")
+        model_class, name = MODELS[family], family
+    else:
+        model_class, name = family, family.__name__
+    opts = options if isinstance(options, ModelOptions) else ModelOptions(**options)
+    check_norm_scope(opts.norm_scope, model_class, name)
+    return model_class(opts, **data_sizes)
 
 
 __all__ = [
-    "ENCODER_DECODER_FAMILIES",
-    "FAMILIES",
+    "MODELS",
     "BlockConfig",
     "CausalLM",
     "ModelOptions",
@@ -67,4 +74,5 @@ __all__ = [
     "TranslationTransformer",
     "VisionTransformer",
     "build_model",
+    "check_norm_scope",
 ]

@@ -22,6 +22,8 @@ from torch import nn
 from normlab.norms import build_norm
 
 PLACEMENTS = ("post", "pre")
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
+POSITIONS = ("sinusoidal", "learned")
 
 
 @dataclass(frozen=True)
@@ -35,20 +37,6 @@ class NormSpec:
         return build_norm(self.name, dim, **self.options)
 
 
-def norm_spec(name: str, options: dict | None, n_heads: int, warmup_steps: int | None) -> NormSpec:
-    """A NormSpec with PowerNorm's defaults filled in the way the PowerNorm authors set them.
-
-    PowerNorm groups its scaling by attention head and ends its warm-up with the LR warm-up; an
-    explicit option in ``options`` wins.
-    """
-    options = dict(options or {})
-    if name == "powernorm":
-        options.setdefault("groups", n_heads)
-        if warmup_steps is not None:
-            options.setdefault("warmup_iters", warmup_steps)
-    return NormSpec(name, options)
-
-
 @dataclass(frozen=True)
 class BlockConfig:
     """Shape and regularisation of one Transformer block (shared by all blocks of a stack)."""
@@ -60,15 +48,7 @@ class BlockConfig:
     attention_dropout: float = 0.0
     activation_dropout: float = 0.0
     placement: str = "post"
-    activation: str = "relu"
-
-    def __post_init__(self):
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"placement must be one of {PLACEMENTS}; got {self.placement!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if self.activation not in ("relu", "gelu"):
-            raise ValueError(f"activation must be 'relu' or 'gelu'; got {self.activation!r}")
+    activation: str = "relu"  # a key of ACTIVATIONS (ModelOptions checks the values)
 
 
 class MultiHeadAttention(nn.Module):
@@ -115,7 +95,7 @@ class FeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, activation: str, activation_dropout: float):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
-        self.act = nn.ReLU() if activation == "relu" else nn.GELU()
+        self.act = ACTIVATIONS[activation]()
         self.drop = nn.Dropout(activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -226,7 +206,7 @@ class TokenEmbedding(nn.Module):
             self.learned_positions = nn.Embedding(max_positions, d_model)
             nn.init.normal_(self.learned_positions.weight, std=0.02)
         else:
-            raise ValueError(f"positions must be 'sinusoidal' or 'learned'; got {positions!r}")
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}; got {positions!r}")
         self.drop = nn.Dropout(dropout)
 
     @property

@@ -16,6 +16,8 @@ from .options import ModelOptions
 
 
 class TranslationTransformer(nn.Module):
+    encoder_decoder = True  # a separate decoder: norm_scope "encoder" applies
+
     def __init__(self, opts: ModelOptions, vocab_size: int, pad_id: int, bos_id: int, eos_id: int):
         super().__init__()
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id

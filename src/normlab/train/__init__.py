@@ -1,7 +1,22 @@
-"""The training engine: ``train(config, out_dir, resume=False)``; ``normlab train`` on the command line."""
+"""The training engine: ``train(config, out_dir, resume=False)``; ``normlab train`` on the command line.
+
+``load_run(run_dir)`` reads a finished run back (config, data, model with its last weights, batches)
+for post-hoc tools.  Task families are classes in ``normlab.train.families`` (registry ``FAMILIES``).
+"""
 
 from .config import ConfigError, validate
 from .engine import OutputExistsError, train
-from .tasks import TaskData, synthetic_task
+from .examples import TaskData
+from .runs import LoadedRun, load_run
+from .tasks import synthetic_task
 
-__all__ = ["ConfigError", "OutputExistsError", "TaskData", "synthetic_task", "train", "validate"]
+__all__ = [
+    "ConfigError",
+    "LoadedRun",
+    "OutputExistsError",
+    "TaskData",
+    "load_run",
+    "synthetic_task",
+    "train",
+    "validate",
+]

@@ -15,9 +15,15 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from normlab.models import ENCODER_DECODER_FAMILIES, ModelOptions
+from normlab.models import ModelOptions, check_norm_scope
+from normlab.models.options import ACTIVATIONS, FINAL_NORMS, NORM_SCOPES, PLACEMENTS, POOLINGS, POSITIONS
 from normlab.norms import NORMS, build_norm
-from normlab.train.tasks import FAMILIES
+
+from .families import FAMILIES
+from .objectives import BATCH_STATS_MODES
+from .runtime import DEVICES, PRECISIONS, PROGRESS
+from .schedules import SCHEDULES
+from .tasks import SOURCES
 
 
 class ConfigError(ValueError):
@@ -38,89 +44,96 @@ _POS_INT = {"type": "integer", "minimum": 1}
 _NONNEG_INT = {"type": "integer", "minimum": 0}
 _NONNEG = {"type": "number", "minimum": 0}
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
-_NORM = {"enum": list(NORMS)}
 
-SCHEMA = _obj(
-    {
-        "task": {"enum": list(FAMILIES)},
-        "seed": _INT,
-        "data": _obj(
-            {"source": {"enum": ["synthetic", "normlab"]}, "name": _STR, "options": {"type": "object"}},
-            required=("source",),
-        ),
-        "model": _obj(
-            {
-                "d_model": _POS_INT,
-                "n_heads": _POS_INT,
-                "d_ff": _POS_INT,
-                "n_layers": _POS_INT,
-                "n_decoder_layers": {"type": ["integer", "null"], "minimum": 1},
-                "dropout": _PROB,
-                "attention_dropout": _PROB,
-                "activation_dropout": _PROB,
-                "activation": {"enum": ["relu", "gelu"]},
-                "norm": _NORM,
-                "norm_options": {"type": "object"},
-                "placement": {"enum": ["post", "pre"]},
-                "norm_scope": {"enum": ["all", "encoder"]},
-                "final_norm": {"enum": ["same", *NORMS]},
-                "positions": {"enum": ["sinusoidal", "learned"]},
-                "max_positions": _POS_INT,
-                "pooling": {"enum": ["mean", "first"]},
-                "patch_size": _POS_INT,
-            }
-        ),
-        "optim": _obj(
-            {
-                "lr": {"type": "number", "exclusiveMinimum": 0},
-                "betas": {"type": "array", "items": _PROB, "minItems": 2, "maxItems": 2},
-                "eps": {"type": "number", "exclusiveMinimum": 0},
-                "weight_decay": _NONNEG,
-                "schedule": {"enum": ["inverse_sqrt", "cosine", "constant"]},
-                "warmup_steps": _NONNEG_INT,
-                "warmup_init_lr": _NONNEG,
-                "min_lr": _NONNEG,
-                "clip_norm": _NONNEG,
-                "label_smoothing": {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMaximum": 1},
-            }
-        ),
-        "train": _obj(
-            {
-                "max_steps": _POS_INT,
-                "max_tokens": _POS_INT,
-                "max_sentences": {"type": ["integer", "null"], "minimum": 1},
-                "batch_size": _POS_INT,
-                "log_every": _POS_INT,
-                "eval_every": _NONNEG_INT,
-                "checkpoint_every": _NONNEG_INT,
-                "average_last": _POS_INT,
-                "tid_every": _NONNEG_INT,
-                "tid_probe_batches": _NONNEG_INT,
-                "device": {"enum": ["auto", "cpu", "cuda"]},
-                "precision": {"enum": ["auto", "bf16", "fp32"]},
-                "progress": {"enum": ["auto", "on", "off"]},
-                "threads": {"type": ["integer", "null"], "minimum": 1},
-            }
-        ),
-        "eval": _obj(
-            {
-                "beam": _POS_INT,
-                "lenpen": _NUM,
-                "max_len_a": _NONNEG,
-                "max_len_b": _NONNEG_INT,
-                "max_tokens": {"type": ["integer", "null"], "minimum": 1},
-                "batch_stats": {"enum": ["auto", "always", "never"]},
-                "bleu_tokenize": _STR,
-                "decode_valid": _BOOL,
-            }
-        ),
-    },
-    required=("task", "data"),
-)
+
+def _enum(values) -> dict:
+    return {"enum": list(values)}
+
+
+def schema() -> dict:
+    """The JSON schema of a run config (built on each call: a family registered later is a valid task)."""
+    return _obj(
+        {
+            "task": _enum(FAMILIES),
+            "seed": _INT,
+            "data": _obj(
+                {"source": _enum(SOURCES), "name": _STR, "options": {"type": "object"}},
+                required=("source",),
+            ),
+            "model": _obj(
+                {
+                    "d_model": _POS_INT,
+                    "n_heads": _POS_INT,
+                    "d_ff": _POS_INT,
+                    "n_layers": _POS_INT,
+                    "n_decoder_layers": {"type": ["integer", "null"], "minimum": 1},
+                    "dropout": _PROB,
+                    "attention_dropout": _PROB,
+                    "activation_dropout": _PROB,
+                    "activation": _enum(ACTIVATIONS),
+                    "norm": _enum(NORMS),
+                    "norm_options": {"type": "object"},
+                    "placement": _enum(PLACEMENTS),
+                    "norm_scope": _enum(NORM_SCOPES),
+                    "final_norm": _enum(FINAL_NORMS),
+                    "final_norm_options": {"type": "object"},
+                    "positions": _enum(POSITIONS),
+                    "max_positions": _POS_INT,
+                    "pooling": _enum(POOLINGS),
+                    "patch_size": _POS_INT,
+                }
+            ),
+            "optim": _obj(
+                {
+                    "lr": {"type": "number", "exclusiveMinimum": 0},
+                    "betas": {"type": "array", "items": _PROB, "minItems": 2, "maxItems": 2},
+                    "eps": {"type": "number", "exclusiveMinimum": 0},
+                    "weight_decay": _NONNEG,
+                    "schedule": _enum(SCHEDULES),
+                    "warmup_steps": _NONNEG_INT,
+                    "warmup_init_lr": _NONNEG,
+                    "min_lr": _NONNEG,
+                    "clip_norm": _NONNEG,
+                    "label_smoothing": {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMaximum": 1},
+                }
+            ),
+            "train": _obj(
+                {
+                    "max_steps": _POS_INT,
+                    "max_tokens": _POS_INT,
+                    "max_sentences": {"type": ["integer", "null"], "minimum": 1},
+                    "batch_size": _POS_INT,
+                    "log_every": _POS_INT,
+                    "eval_every": _NONNEG_INT,
+                    "checkpoint_every": _NONNEG_INT,
+                    "average_last": _POS_INT,
+                    "tid_every": _NONNEG_INT,
+                    "device": _enum(DEVICES),
+                    "precision": _enum(PRECISIONS),
+                    "progress": _enum(PROGRESS),
+                    "threads": {"type": ["integer", "null"], "minimum": 1},
+                }
+            ),
+            "eval": _obj(
+                {
+                    "beam": _POS_INT,
+                    "lenpen": _NUM,
+                    "max_len_a": _NONNEG,
+                    "max_len_b": _NONNEG_INT,
+                    "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+                    "batch_stats": _enum(BATCH_STATS_MODES),
+                    "bleu_tokenize": _STR,
+                    "decode_valid": _BOOL,
+                }
+            ),
+        },
+        required=("task", "data"),
+    )
+
 
 DEFAULTS: dict = {
     "seed": 1,
-    "model": {k: v for k, v in ModelOptions().to_dict().items() if k != "warmup_steps"},
+    "model": ModelOptions().to_dict(),
     "optim": {
         "lr": 5e-4,
         "betas": [0.9, 0.98],
@@ -143,7 +156,6 @@ DEFAULTS: dict = {
         "checkpoint_every": 0,
         "average_last": 1,
         "tid_every": 0,
-        "tid_probe_batches": 0,
         "device": "auto",
         "precision": "auto",
         "progress": "auto",
@@ -197,43 +209,65 @@ def validate(config: dict) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"a run config is a mapping of sections; got {type(config).__name__}")
     errors = sorted(
-        jsonschema.Draft202012Validator(SCHEMA).iter_errors(config), key=lambda e: list(e.absolute_path)
+        jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.absolute_path)
     )
     if errors:
         raise ConfigError("invalid run config: " + "; ".join(describe_error(e) for e in errors))
     cfg = merge(DEFAULTS, config)
     _check_semantics(cfg)
+    _fill_norm_defaults(cfg)
+    _check_model(cfg)
     return cfg
 
 
+# Norm options whose defaults follow from the rest of the run, filled in by `validate` (so a run's
+# config.yaml states them): PowerNorm groups its scaling by attention head and ends its warm-up with
+# the LR warm-up, as its authors set them.  An explicit option wins.
+RUN_NORM_DEFAULTS = {
+    "powernorm": lambda cfg: {"groups": cfg["model"]["n_heads"], "warmup_iters": cfg["optim"]["warmup_steps"]},
+}
+
+
+def _fill_norm_defaults(cfg: dict) -> None:
+    model = cfg["model"]
+    norms = {"norm_options": model["norm"]}
+    if model["final_norm"] != "same":
+        norms["final_norm_options"] = model["final_norm"]
+    for options_key, name in norms.items():
+        if name in RUN_NORM_DEFAULTS:
+            model[options_key] = {**RUN_NORM_DEFAULTS[name](cfg), **model[options_key]}
+
+
 def _check_semantics(cfg: dict) -> None:
-    model, family = cfg["model"], cfg["task"]
+    model = cfg["model"]
     if cfg["data"]["source"] == "normlab" and "name" not in cfg["data"]:
         raise ConfigError("data.name is required when data.source is 'normlab' (the dataset to load)")
-    if model["norm_scope"] == "encoder" and family not in ENCODER_DECODER_FAMILIES:
-        raise ConfigError(
-            f"model.norm_scope: 'encoder' needs an encoder-decoder model but task {family!r} has one stack; "
-            f"valid values for this task: all"
-        )
-    if model["d_model"] % model["n_heads"]:
-        raise ConfigError(
-            f"model.d_model={model['d_model']} must be a multiple of model.n_heads={model['n_heads']}"
-        )
-    if model["d_model"] % 2:
-        raise ConfigError(f"model.d_model={model['d_model']} must be even (sinusoidal positions)")
-    opts = ModelOptions(**model, warmup_steps=cfg["optim"]["warmup_steps"])
-    for key, spec in (
-        ("model.norm_options", opts.studied_norm()),
-        ("model.final_norm", opts.studied_final_norm()),
-    ):
-        try:  # build once, so a bad option or a norm that cannot take this width fails now
-            build_norm(spec.name, model["d_model"], **spec.options)
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"{key}: {err}") from None
+    if model["final_norm"] == "same" and model["final_norm_options"]:
+        raise ConfigError("model.final_norm_options apply to a named model.final_norm; with 'same' the final "
+                          "norm takes model.norm_options")
     if cfg["train"]["eval_every"] and cfg["train"]["eval_every"] % cfg["train"]["log_every"]:
         raise ConfigError("train.eval_every must be a multiple of train.log_every")
     if cfg["train"]["checkpoint_every"] and cfg["train"]["checkpoint_every"] % cfg["train"]["log_every"]:
         raise ConfigError("train.checkpoint_every must be a multiple of train.log_every")
+
+
+def _check_model(cfg: dict) -> None:
+    """The model options (ModelOptions' checks, the norm scope of the task's model) and the norms,
+    built once so that a bad option or a norm that cannot take this width fails now."""
+    model, family = cfg["model"], cfg["task"]
+    try:
+        check_norm_scope(model["norm_scope"], FAMILIES[family].model_class, family)
+        opts = ModelOptions(**model)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for key, spec in (
+        ("model.norm_options", opts.studied_norm()),
+        ("model.final_norm", opts.studied_final_norm()),
+    ):
+        try:
+            build_norm(spec.name, model["d_model"], **spec.options)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{key}: {err}") from None
 
 
 def load(path: str | Path) -> dict:

@@ -5,18 +5,18 @@ Output folder::
     config.yaml        the validated config (defaults filled in)
     metrics.jsonl      one record per log interval (train) and per evaluation (valid)
     tid.jsonl          online TID records (train.tid_every > 0, models with batch-statistics norms)
-    tid_probe.jsonl    offline TID probe at the end (train.tid_probe_batches > 0)
     checkpoints/       last.pt (full state for --resume) and step_XXXXXXXX.pt (weights, for averaging)
     final.json         status (completed | diverged), test metrics, steps, wall time, memory, ...
 
 The hot loop keeps the loss on the device; the host reads it only at log intervals, where it also
 checks that the loss is finite (a non-finite loss ends the run with status ``diverged``).
-Multi-process runs start with ``torchrun``; rank 0 writes every file.
+Multi-process runs start with ``torchrun``; rank 0 writes every file.  What differs by task family
+is asked of the family's class (``normlab.train.families``).  A finished run is read back, for the
+TID probe and other post-hoc tools, with ``normlab.train.load_run`` (``runs.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -34,15 +34,18 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import normlab
-from normlab.models import ModelOptions, build_model
+from normlab.models import ModelOptions
 from normlab.norms import batch_stat_norms, batch_stats_inference, regularization_loss
 
 from . import checkpoint as ckpt
 from . import config as config_mod
-from .batching import EpochStream, collate, split_batches
-from .objectives import evaluate, forward, primary_metric, training_loss
+from .batching import EpochStream, split_batches
+from .examples import TaskData
+from .families import get_family
+from .objectives import evaluate, evaluates_with_batch_stats
+from .runtime import autocast_for, device_kind, pick_device
 from .schedules import learning_rate
-from .tasks import TaskData, load_task
+from .tasks import load_task
 
 
 class OutputExistsError(FileExistsError):
@@ -96,24 +99,6 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but CUDA is not available; use 'auto' or 'cpu'")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on GPU ('auto' or 'bf16'); float32 elsewhere.  Norm statistics stay float32."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    if precision == "bf16":
-        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 def check_output_dir(out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} exists and is not a folder")
@@ -124,7 +109,7 @@ def check_output_dir(out: Path, resume: bool) -> None:
         )
 
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "tid.jsonl", "tid_probe.jsonl", "final.json")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "tid.jsonl", "final.json")
 
 
 def clear_run_folder(out: Path) -> None:
@@ -172,8 +157,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def build_run_model(cfg: dict, task: TaskData) -> torch.nn.Module:
     """The (untrained, CPU) model a validated run config builds for ``task``: what a run trains."""
-    opts = ModelOptions(**cfg["model"], warmup_steps=cfg["optim"]["warmup_steps"])
-    return build_model(task.family, opts, **task.model_sizes())
+    return get_family(task.family).build_model(ModelOptions(**cfg["model"]), task)
 
 
 def train_batches(cfg: dict, task: TaskData) -> list[np.ndarray]:
@@ -215,12 +199,7 @@ def train(
                 f"--resume: the config differs from the one {out} was started with ({out / 'config.yaml'}); "
                 "resume with the same config or start a new --out"
             )
-    device_kind = (
-        "cuda"
-        if tcfg["device"] == "cuda" or (tcfg["device"] == "auto" and torch.cuda.is_available())
-        else "cpu"
-    )
-    world = Distributed(device_kind)
+    world = Distributed(device_kind(tcfg["device"]))
     try:
         return _Run(cfg, out, resume, task, world).run(stop_at_step)
     finally:
@@ -247,7 +226,7 @@ class _Run:
             raise config_mod.ConfigError(
                 f"task: the config says {cfg['task']!r} but the data is {self.task.family!r}"
             )
-        self.family = self.task.family
+        self.family = get_family(self.task.family)
         self.model = build_run_model(cfg, self.task).to(self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.wrapped = self.model
@@ -285,7 +264,7 @@ class _Run:
             if world.main:
                 print(f"normlab train: resuming {out} from step {self.step}", file=sys.stderr, flush=True)
         elif world.main:
-            for name in ("metrics.jsonl", "tid.jsonl", "tid_probe.jsonl"):
+            for name in ("metrics.jsonl", "tid.jsonl"):
                 (out / name).unlink(missing_ok=True)
         world.barrier()
 
@@ -363,7 +342,7 @@ class _Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self.autocast():
-                loss = training_loss(self.wrapped, self.family, batch, smoothing)
+                loss = self.family.loss(self.wrapped, batch, smoothing)
             total = loss + regularization_loss(self.model, batch.n_targets)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -438,32 +417,15 @@ class _Run:
     def _evaluate_twice(self, split: str, decode: bool) -> dict:
         """Population statistics (normal inference) and, for batch-statistics models, batch statistics."""
         results = {"population": self._evaluate(split, decode)}
-        mode = self.ecfg["batch_stats"]
-        if mode == "always" or (mode == "auto" and self.has_batch_stats):
+        if evaluates_with_batch_stats(self.ecfg["batch_stats"], self.has_batch_stats):
             with batch_stats_inference(self.model):
                 results["batch_stats"] = self._evaluate(split, decode)
         return results
 
-    def _tid_probe(self) -> None:
-        k = self.tcfg["tid_probe_batches"]
-        if not (k and self.has_batch_stats):
-            return
-        from normlab.tid import probe_tid
-
-        # a seeded random choice: the batch list is ordered by length, so its first k are the shortest
-        pick = np.random.default_rng(self.seed).permutation(len(self.train_batches))[:k]
-        batches = (collate(self.task, "train", self.train_batches[i]).to(self.device) for i in sorted(pick))
-
-        def run_batch(batch):
-            with torch.no_grad(), self.autocast():
-                forward(self.model, self.family, batch)
-
-        self._log("tid_probe.jsonl", probe_tid(self.model, batches, run_batch, step=self.step))
-
     def _finish(self, status: str, diverged_at: int | None) -> dict:
         final = {
             "status": status,
-            "task": self.family,
+            "task": self.task.family,
             "seed": self.seed,
             "steps": self.step,
             "epochs": self.stream.epoch,
@@ -476,20 +438,19 @@ class _Run:
             "device": str(self.device),
             "norm": self.cfg["model"]["norm"],
             "placement": self.cfg["model"]["placement"],
-            "primary_metric": primary_metric(self.family, self.task.tag_scheme),
+            "primary_metric": self.family.primary_metric(self.task.tag_scheme),
         }
         if status == "diverged":
             final.update(diverged_at_step=diverged_at, test=None, valid=None)
         else:
             self._save()
-            self._tid_probe()
             paths = ckpt.step_checkpoints(self.ckpt_dir)[-self.tcfg["average_last"] :]
             if len(paths) > 1:
                 self.model.load_state_dict(ckpt.average_state_dicts(paths))
             final["averaged_checkpoints"] = [p.name for p in paths]
-            decode = self.family == "translation"
-            final["valid"] = self._evaluate_twice("valid", decode=decode and self.ecfg["decode_valid"])
-            final["test"] = self._evaluate_twice("test", decode=decode)
+            decodes = self.family.decodes
+            final["valid"] = self._evaluate_twice("valid", decode=decodes and self.ecfg["decode_valid"])
+            final["test"] = self._evaluate_twice("test", decode=decodes)
         final["peak_memory_mb"] = peak_memory_mb(self.device)
         if self.world.main:
             ckpt.write_json(self.out / "final.json", final)

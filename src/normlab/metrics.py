@@ -1,4 +1,8 @@
-"""Task metrics computed the standard way (sacreBLEU, seqeval), plus perplexity and accuracy."""
+"""Task metrics computed the standard way (sacreBLEU, seqeval), plus perplexity, and their directions.
+
+Torch-free: the training engine scores runs with these and the analysis orients differences with
+:data:`HIGHER_IS_BETTER`.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ def entity_f1(true_tags: list[list[str]], pred_tags: list[list[str]]) -> float:
 
 
 # The direction of every metric the engine reports (final.json, metrics.jsonl); the analysis orients
-# differences with it.  Keys are the metric names of `objectives.evaluate`.
+# differences with it.  Keys are the metric names of `normlab.train.objectives.evaluate`.
 HIGHER_IS_BETTER: dict[str, bool] = {"bleu": True, "accuracy": True, "f1": True, "ppl": False, "loss": False}
 
 
@@ -39,6 +43,6 @@ def higher_is_better(metric: str) -> bool:
         return HIGHER_IS_BETTER[metric]
     except KeyError:
         raise KeyError(
-            f"no direction known for metric {metric!r}; add it to normlab.train.metrics.HIGHER_IS_BETTER "
+            f"no direction known for metric {metric!r}; add it to normlab.metrics.HIGHER_IS_BETTER "
             f"(known: {', '.join(HIGHER_IS_BETTER)})"
         ) from None

@@ -1,0 +1,201 @@
+"""The interface of a task family, and what the text families share.
+
+A family is one class, registered by name in ``normlab.train.families.FAMILIES``, that says all the
+engine knows about a kind of task:
+
+* data: how a split's examples are stored (:meth:`Family.select` from a prepared ``normlab.data``
+  split, :meth:`Family.synthetic` for the built-in learnable toy task) and the ``TaskData`` built
+  around them (:meth:`Family.task_data`);
+* batches: each example's padded length for token-budget batching (:meth:`Family.lengths`), the
+  fixed batches of a split (:meth:`Family.index_batches`) and the :class:`Batch` tensors
+  (:meth:`Family.collate`);
+* model: its class (``model_class``), the sizes the data decides (:meth:`Family.model_sizes`), the
+  forward pass (:meth:`Family.forward`), the targets and the training loss;
+* evaluation: what the loss pass reports beside the loss (``score``: accuracy or perplexity), extra
+  evaluations (:meth:`Family.evaluation_extras`: BLEU decoding, entity F1) and the metric the tables
+  report (:meth:`Family.primary_metric`, direction in ``normlab.metrics.HIGHER_IS_BETTER``).
+
+Families hold no state: ``get_family(name)`` makes one wherever it is needed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from normlab import metrics
+from normlab.models import ModelOptions, build_model
+
+from ..examples import EOS, N_SPECIAL, Batch, TaskData, token_budget_batches
+
+IGNORE = -100  # the target at positions the loss skips (padding)
+
+# What the loss pass of an evaluation reports beside the loss, from (nll sum, correct count, targets).
+SCORES: dict[str, Callable[[float, float, int], float]] = {
+    "accuracy": lambda nll_sum, n_correct, count: n_correct / max(count, 1),
+    "ppl": lambda nll_sum, n_correct, count: metrics.perplexity(nll_sum, count),
+}
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """``data.options`` of a synthetic task besides the split sizes (each family uses what it needs)."""
+
+    vocab_size: int = 32
+    min_len: int = 3
+    max_len: int = 12
+    n_classes: int = 4
+    image_size: int = 8
+
+
+class EvaluationExtra(Protocol):
+    """An evaluation beyond the loss pass, fed every batch of a split (e.g. decoding and BLEU)."""
+
+    def add(self, model: nn.Module, batch: Batch, logits: torch.Tensor, targets: torch.Tensor,
+            autocast: AbstractContextManager) -> None: ...
+
+    def result(self) -> dict: ...
+
+
+class Family(ABC):
+    """One task family (see the module docstring).  Subclasses set ``name`` and ``model_class`` and
+    implement the abstract methods."""
+
+    name: ClassVar[str]
+    model_class: ClassVar[type[nn.Module]]
+    score: ClassVar[str] = "accuracy"  # a key of SCORES
+    decodes: ClassVar[bool] = False  # has a decoding evaluation (the engine runs it on test)
+
+    # --- data ---------------------------------------------------------------------------------------
+
+    def dataset_lengths(self, split) -> np.ndarray | None:
+        """The length of every example of a prepared ``normlab.data`` split that
+        ``data.options.length_range`` selects on; None where the family has no lengths."""
+        return None
+
+    def select(self, split, index: np.ndarray, max_len: int | None) -> object:
+        """The stored form of the examples ``index`` of a prepared ``normlab.data`` split
+        (``max_len``: ``data.options.max_len``, for the families it applies to)."""
+        raise ValueError(f"task family {self.name!r} has no normlab.data datasets; use data.source: synthetic")
+
+    def task_data(self, train, splits: dict[str, object], info: dict) -> TaskData:
+        """The ``TaskData`` of stored ``splits``, with the sizes and names of the prepared ``train`` split."""
+        raise ValueError(f"task family {self.name!r} has no normlab.data datasets; use data.source: synthetic")
+
+    @abstractmethod
+    def synthetic(self, rng: np.random.Generator, sizes: dict[str, int], options: SyntheticOptions) -> TaskData:
+        """A small learnable task, deterministic in ``rng``; ``sizes``: examples per split."""
+
+    # --- batches ------------------------------------------------------------------------------------
+
+    def lengths(self, examples) -> np.ndarray:
+        """The padded length every example of a stored split occupies (for token-budget batching)."""
+        raise NotImplementedError(f"family {self.name!r} has no lengths; override index_batches")
+
+    def index_batches(
+        self, examples, split: str, max_tokens: int, batch_size: int, seed: int, max_sentences: int | None
+    ) -> list[np.ndarray]:
+        """The fixed index batches of a stored split: token-budget batches of similar-length examples."""
+        return token_budget_batches(self.lengths(examples), max_tokens, seed, max_sentences)
+
+    @abstractmethod
+    def collate(self, task: TaskData, split: str, indices: np.ndarray) -> Batch:
+        """One batch of ``split`` made of the examples at ``indices``."""
+
+    # --- the model ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def model_sizes(self, task: TaskData) -> dict:
+        """The constructor arguments of ``model_class`` that the data decides."""
+
+    def build_model(self, options: ModelOptions, task: TaskData) -> nn.Module:
+        return build_model(self.model_class, options, **self.model_sizes(task))
+
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The logits of a batch: (B, T, classes) for token targets, (B, classes) for one per example."""
+        t = batch.tensors
+        return model(t["tokens"], t["pad_mask"])
+
+    @abstractmethod
+    def targets(self, batch: Batch) -> torch.Tensor:
+        """Class ids matching the logits' leading dimensions, IGNORE where nothing is predicted."""
+
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> torch.Tensor:
+        """Label-smoothed cross-entropy, averaged over the batch's targets (tokens, sentences or images)."""
+        logits = self.forward(model, batch)
+        return F.cross_entropy(
+            logits.flatten(0, -2).float(),
+            self.targets(batch).flatten(),
+            ignore_index=IGNORE,
+            label_smoothing=label_smoothing,
+        )
+
+    # --- evaluation ---------------------------------------------------------------------------------
+
+    def scores(self, nll_sum: float, n_correct: float, count: int) -> dict:
+        return {self.score: SCORES[self.score](nll_sum, n_correct, count)}
+
+    def evaluation_extras(self, task: TaskData, split: str, eval_cfg: dict, decode: bool) -> list[EvaluationExtra]:
+        """Evaluations beyond the loss pass (``decode``: the decoding one, for a family that ``decodes``)."""
+        return []
+
+    def primary_metric(self, tag_scheme: str = "tags") -> str:
+        """The metric a family's tables report (``tag_scheme``: ``TaskData.tag_scheme``)."""
+        return self.score
+
+
+class TextFamily(Family):
+    """A family whose inputs are token sequences with a pad mask, batched by a token budget."""
+
+    def dataset_lengths(self, split) -> np.ndarray:
+        return np.asarray(split.tokens.lengths)
+
+    def task_data(self, train, splits: dict[str, object], info: dict) -> TaskData:
+        eos = train.eos_id if train.eos_id is not None else EOS
+        return TaskData(self.name, splits, vocab_size=train.vocab_size, pad_id=train.pad_id,
+                        bos_id=train.bos_id if train.bos_id is not None else eos, eos_id=eos, info=info)
+
+    def synthetic(self, rng: np.random.Generator, sizes: dict[str, int], options: SyntheticOptions) -> TaskData:
+        splits = {split: self.synthetic_examples(rng, random_sequences(rng, n, options), options)
+                  for split, n in sizes.items()}
+        return self.synthetic_task_data(splits, options)
+
+    @abstractmethod
+    def synthetic_examples(self, rng: np.random.Generator, seqs: list[np.ndarray], options: SyntheticOptions):
+        """The stored examples of one synthetic split made from random id sequences ``seqs``."""
+
+    def synthetic_task_data(self, splits: dict[str, object], options: SyntheticOptions) -> TaskData:
+        return TaskData(self.name, splits, vocab_size=options.vocab_size)
+
+    def model_sizes(self, task: TaskData) -> dict:
+        return dict(vocab_size=task.vocab_size, pad_id=task.pad_id)
+
+    def lengths(self, examples) -> np.ndarray:
+        """The lengths of the field ``tokens`` (families whose inputs are their only sequences)."""
+        return examples.fields["tokens"].lengths
+
+    @staticmethod
+    def padded_tokens(examples, indices: np.ndarray, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The field ``tokens`` of examples ``indices``: (B, T) ids, pad mask, and the non-pad count."""
+        sequences = examples.fields["tokens"]
+        tokens, pad_mask = sequences.padded(indices, pad_id)
+        return tokens, pad_mask, int(sequences.lengths[indices].sum())
+
+
+def random_sequences(rng: np.random.Generator, n: int, options: SyntheticOptions) -> list[np.ndarray]:
+    """``n`` sequences of regular ids (no specials), of lengths uniform in [min_len, max_len]."""
+    lengths = rng.integers(options.min_len, options.max_len + 1, size=n)
+    return [rng.integers(N_SPECIAL, options.vocab_size, size=k) for k in lengths]
+
+
+def token_targets(targets: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    """Token targets with IGNORE at padding."""
+    return targets.masked_fill(pad_mask, IGNORE)
