@@ -530,56 +530,6 @@ def _write_outputs(out: Path, tid: list[dict], cond: list[dict], summary: dict) 
     write_json(out / FILES[2], summary)  # last: its presence marks a complete probe
 
 
-@dataclass
-class _LoadedRun:
-    """A finished run, ready to probe: its model with the final weights and how to feed it."""
-
-    task: Any
-    model: nn.Module
-    device: torch.device
-    run_batch: Callable[[Any], Any]  # the model's forward on one batch (under the run's autocast)
-    train_batches: list[np.ndarray]  # the run's fixed index batches of the training split
-    first_epoch: Callable[[], Iterator[Any]]  # the training batches in the order of the run's first epoch
-
-
-def _load_run(run_dir: Path, *, cache: str | None, device: str, threads: int | None) -> _LoadedRun:
-    """Rebuild the run's task data and model (final weights) as the engine does.
-
-    The only place the probe reaches into the engine's internals (``normlab.train.load_run`` will
-    replace it).
-    """
-    from normlab.train import checkpoint as ckpt
-    from normlab.train import config as config_mod
-    from normlab.train.batching import EpochStream
-    from normlab.train.engine import autocast_for, build_run_model, pick_device, train_batches
-    from normlab.train.objectives import forward
-    from normlab.train.tasks import load_task
-
-    cfg = config_mod.load(run_dir / "config.yaml")
-    if cache is not None and cfg["data"]["source"] == "normlab":
-        cfg["data"]["options"] = {**cfg["data"].get("options", {}), "cache": str(cache)}
-    if threads or cfg["train"]["threads"]:
-        torch.set_num_threads(threads or cfg["train"]["threads"])
-    dev = pick_device(device, 0)
-    task = load_task(cfg["task"], cfg["data"], cfg["seed"])
-    model = build_run_model(cfg, task)
-    model.load_state_dict(ckpt.load(run_dir / "checkpoints" / "last.pt", "cpu")["model"])
-    model.to(dev)
-    autocast = autocast_for(dev, cfg["train"]["precision"])
-
-    def run_batch(batch):
-        with autocast():
-            forward(model, task.family, batch)
-
-    index_batches = train_batches(cfg, task)
-
-    def first_epoch():
-        stream = EpochStream(task, index_batches, cfg["seed"])
-        return (next(stream).to(dev) for _ in range(len(index_batches)))
-
-    return _LoadedRun(task, model, dev, run_batch, index_batches, first_epoch)
-
-
 def sentence_batches(task, train_batches: list[np.ndarray], token_counts: list[int], seed: int):
     """Batches of whole training examples drawn uniformly at random, one per entry of ``token_counts``.
 
@@ -637,9 +587,11 @@ def probe_run(
         _write_outputs(out, [], [], summary)
         return summary
 
-    run = _load_run(run_dir, cache=cache, device=device, threads=threads)
+    from normlab.train import load_run
+
+    run = load_run(run_dir, cache=cache, device=device, threads=threads)
     epoch = run.first_epoch()
-    k = min(batches, len(run.train_batches))
+    k = min(batches, len(run.batches))
     real = [next(epoch) for _ in range(k)]
     real_tokens = [b.n_tokens for b in real]
 
@@ -654,11 +606,11 @@ def probe_run(
     sentence_tokens: list[int] = []
 
     def sentences():
-        for batch in sentence_batches(run.task, run.train_batches, real_tokens, seed):
+        for batch in sentence_batches(run.task, run.batches, real_tokens, seed):
             sentence_tokens.append(batch.n_tokens)
             yield batch.to(run.device)
 
-    result = decompose(run.model, run.run_batch, real, population(), sentences(), mode=mode,
+    result = decompose(run.model, run.forward, real, population(), sentences(), mode=mode,
                        reservoir_tokens=reservoir_tokens, seed=seed)
     summary |= dict(
         status="completed",
