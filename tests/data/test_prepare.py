@@ -14,7 +14,9 @@ from datafmt import write_sword_module
 
 from normlab.cli import main
 from normlab.data import card, load, prepare, registry
+from normlab.data.build import Parsed
 from normlab.data.cards import datasets_markdown
+from normlab.data.datasets import bible
 from normlab.data.sources import Artifact, Lock, UrlSource
 from normlab.data.store import TokenSequences
 
@@ -52,8 +54,8 @@ def tiny_bible(tmp_path, monkeypatch):
     )
 
     def parse(paths):
-        pairs, counts = registry.bible_pairs(paths[art.key] / "mods/es", paths[art.key] / "mods/en")
-        return registry.Parsed(
+        pairs, counts = bible.bible_pairs(paths[art.key] / "mods/es", paths[art.key] / "mods/en")
+        return Parsed(
             splits={"train": pairs[:30], "valid": pairs[30:35], "test": pairs[35:]}, raw_counts=counts
         )
 
@@ -126,10 +128,14 @@ def test_load_before_prepare_says_what_to_run(tmp_path):
         load("rt_polarity", "train", cache=tmp_path)
 
 
-def test_padded_batch_is_vectorised_and_correct():
-    seqs = TokenSequences(np.array([5, 6, 7, 8, 9, 10], np.int32), np.array([0, 3, 3, 6], np.int64))
-    assert seqs.padded(np.array([2, 0, 1]), pad_id=0).tolist() == [[8, 9, 10], [5, 6, 7], [0, 0, 0]]
-    assert seqs.padded(np.array([0]), pad_id=-1, max_len=2).tolist() == [[5, 6]]
+def test_token_sequences_index_slice_and_lengths():
+    """What the engine reads: `len`, `seqs[i]` (a view of the flat ids, empty sequences included)
+    and `lengths`."""
+    ids = np.array([5, 6, 7, 8, 9, 10], np.int32)
+    seqs = TokenSequences(ids, np.array([0, 3, 3, 6], np.int64))
+    assert len(seqs) == 3
+    assert [seqs[i].tolist() for i in (2, 0, 1)] == [[8, 9, 10], [5, 6, 7], []]
+    assert np.shares_memory(seqs[2], ids) and seqs[2].dtype == np.int32
     assert seqs.lengths.tolist() == [3, 0, 3]
 
 

@@ -18,7 +18,7 @@ Python API (what the training engine calls)
 `load(name, split="train", cache=None, *, mmap=True) -> DatasetSplit` with fields
     family        "image" | "translation" | "lm" | "tagging" | "classification"
     tokens        TokenSequences: flat int32 `ids` + int64 `offsets` (n+1); `tokens[i]` is sequence i,
-                  `tokens.lengths`, `tokens.padded(indices, pad_id, max_len=None)` -> (B, L) int64
+                  `tokens.lengths` (n,), `len(tokens)`
                   translation: the source side; lm: sentences each ending in <eos> (`tokens.ids` is
                   the running stream for BPTT); tagging / classification: the words
     target        TokenSequences, translation target side (same shared vocabulary as the source)

@@ -33,34 +33,11 @@ from pathlib import Path
 
 from normlab.atomic import atomic_write_text
 
+from .errors import ChecksumError, DataError, FetchError, MissingClientError, ParseError
+
 LOCK_PATH = Path(__file__).with_name("checksums.lock.json")
 CACHE_ENV = "NORMLAB_DATA"
 CLIENT_TIMEOUT_S = 600
-
-
-class DataError(RuntimeError):
-    """Base class of the data layer's errors; the message says what went wrong and what to do."""
-
-
-class ChecksumError(DataError):
-    pass
-
-
-class FetchError(DataError):
-    pass
-
-
-class MissingClientError(FetchError):
-    pass
-
-
-class ParseError(DataError):
-    """A source file is not in the expected format.  The message names the file and the line."""
-
-    def __init__(self, path: Path | str, line: int | None, problem: str):
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {problem}")
-        self.path, self.line, self.problem = str(path), line, problem
 
 
 def cache_root(cache: str | os.PathLike | None = None) -> Path:
@@ -233,7 +210,6 @@ class Artifact:
     filename: str
     sources: tuple[Source, ...]
     members: tuple[str, ...] = ()
-    license: str = ""
 
 
 @dataclass

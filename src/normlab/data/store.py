@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from .errors import UnknownNameError
+
 FORMAT_VERSION = 1
 
 
@@ -43,20 +45,6 @@ class TokenSequences:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
-
-    def padded(self, indices: np.ndarray, pad_id: int, max_len: int | None = None) -> np.ndarray:
-        """A (len(indices), L) int64 batch, right-padded with `pad_id` (truncated to `max_len`).
-        Vectorised: one gather, no Python loop over tokens."""
-        indices = np.asarray(indices)
-        starts = self.offsets[indices]
-        lengths = self.offsets[indices + 1] - starts
-        width = int(lengths.max(initial=0)) if max_len is None else max_len
-        width = max(width, 1)
-        cols = np.arange(width)
-        valid = cols[None, :] < lengths[:, None]
-        gather = np.where(valid, starts[:, None] + cols[None, :], 0)
-        out = np.where(valid, self.ids[gather] if len(self.ids) else 0, pad_id)
-        return out.astype(np.int64)
 
 
 @dataclass
@@ -145,7 +133,7 @@ def load_split(folder: Path, name: str, split: str, *, mmap: bool = True) -> Dat
     if meta is None:
         raise FileNotFoundError(f"{folder} holds no prepared dataset; run `normlab prepare {name}`")
     if split not in meta["splits"]:
-        raise KeyError(f"{name} has splits {meta['splits']}, not {split!r}")
+        raise UnknownNameError(f"{name} has splits {meta['splits']}, not {split!r}")
     mode = "r" if mmap else None
 
     def arr(field_name: str) -> np.ndarray | None:
