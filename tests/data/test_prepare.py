@@ -3,78 +3,17 @@ determinism, memory-mapped loading, detokenisation, rebuild on change, the CLI a
 
 from __future__ import annotations
 
-import hashlib
-import io
-import tarfile
 import time
 
 import numpy as np
 import pytest
-from datafmt import write_sword_module
+from tiny import ENGLISH, SPANISH
 
 from normlab.cli import main
 from normlab.data import card, load, prepare, registry
-from normlab.data.build import Parsed
 from normlab.data.cards import datasets_markdown
-from normlab.data.datasets import bible
-from normlab.data.sources import Artifact, Lock, UrlSource
+from normlab.data.sources import Lock
 from normlab.data.store import TokenSequences
-
-SPANISH = [
-    "En el principio creó Dios los cielos y la tierra .",
-    "Y la tierra estaba desordenada y vacía .",
-    "Y dijo Dios : Sea la luz : y fué la luz .",
-    "Y vió Dios que la luz era buena .",
-]
-ENGLISH = [
-    "In the beginning God created the heaven and the earth .",
-    "And the earth was without form , and void .",
-    "And God said , Let there be light : and there was light .",
-    "And God saw the light , that it was good .",
-]
-
-
-@pytest.fixture
-def tiny_bible(tmp_path, monkeypatch):
-    """A `tiny_bible` dataset: two SWORD modules in one .tgz served by a file:// URL, parsed by the
-    real Bible parser; 40 verse pairs."""
-    src = tmp_path / "src"
-    write_sword_module(src / "es", {"ot": SPANISH * 5, "nt": SPANISH * 5})
-    write_sword_module(src / "en", {"ot": ENGLISH * 5, "nt": ENGLISH * 5})
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(src, arcname="mods")
-    archive = tmp_path / "mods.tgz"
-    archive.write_bytes(buf.getvalue())
-    art = Artifact(
-        key="test:tiny-bible",
-        filename="mods.tgz",
-        sources=(UrlSource(archive.as_uri()),),
-        members=("mods/*",),
-    )
-
-    def parse(paths):
-        pairs, counts = bible.bible_pairs(paths[art.key] / "mods/es", paths[art.key] / "mods/en")
-        return Parsed(
-            splits={"train": pairs[:30], "valid": pairs[30:35], "test": pairs[35:]}, raw_counts=counts
-        )
-
-    spec = registry.DatasetSpec(
-        "tiny_bible",
-        "translation",
-        "tiny",
-        (art,),
-        parse,
-        license="public domain",
-        splits="first 30/5/5",
-        preprocessing="joint BPE",
-        stands_for="test",
-        options={"bpe_vocab_size": 120},
-    )
-    monkeypatch.setitem(registry.DATASETS, "tiny_bible", spec)
-    lock = Lock(path=tmp_path / "lock.json")
-    lock.entries[art.key] = {"file": art.filename, "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
-    return lock
 
 
 def test_prepare_load_roundtrip(tmp_path, tiny_bible):

@@ -63,6 +63,22 @@ def test_default_corpora_are_pinned_and_fetchable():
             assert len(lock.entries[art.key]["sha256"]) == 64 and art.sources, art.key
 
 
+def test_declared_counts_agree_with_each_other():
+    """Where a spec declares both, its split sizes add up to the raw count they are cut from."""
+    total_of = {"bible_es_en": "verse_pairs", "brown_lm": "sentences", "brown_pos": "sentences",
+                "wnut16": "tweets", "spamassassin": "emails", "rt_polarity": "sentences"}
+    for name, spec in R.DATASETS.items():
+        if spec.expected_splits is None or spec.expected_raw_counts is None:
+            continue
+        got, raw = spec.expected_splits, spec.expected_raw_counts
+        if spec.family == "image":
+            assert (got["train"] + got["valid"], got["test"]) == (raw["train_images"], raw["test_images"]), name
+        else:
+            assert sum(got.values()) == raw[total_of[name]], name
+    for name in R.DEFAULT_DATASETS:
+        assert R.DATASETS[name].expected_splits is not None, name
+
+
 # ------------------------------------------------------------------------------- each parser
 
 

@@ -17,8 +17,8 @@ Guarantees:
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import http.client
+import io
 import json
 import os
 import shutil
@@ -34,6 +34,7 @@ from pathlib import Path
 from normlab.atomic import atomic_write_text
 
 from .errors import ChecksumError, DataError, FetchError, MissingClientError, ParseError
+from .integrity import CorruptDataError, check_files, files_under, record_files, replace_dir, sha256_of
 
 LOCK_PATH = Path(__file__).with_name("checksums.lock.json")
 CACHE_ENV = "NORMLAB_DATA"
@@ -47,14 +48,6 @@ def cache_root(cache: str | os.PathLike | None = None) -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser().resolve()
     return (Path.cwd() / "data_cache").resolve()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,38 +335,66 @@ def _extract_tar(tar: tarfile.TarFile, members: tuple[str, ...], dest: Path) -> 
     return len(wanted)
 
 
-def unpack(artifact: Artifact, archive: Path, cache: Path) -> Path:
-    """Unpack the artifact's `members` into cache/unpacked/<key>/ (atomically; reused if done)."""
-    dest = cache / "unpacked" / artifact.key.replace("/", "_").replace(":", "_")
-    if dest.exists():
-        return dest
+MEMBERS_RECORD = ".normlab-members.json"  # inside each unpacked folder: size and sha256 of every member
+
+
+def unpacked_dir(artifact: Artifact, cache: Path) -> Path:
+    return cache / "unpacked" / artifact.key.replace("/", "_").replace(":", "_")
+
+
+def read_members_record(folder: Path) -> dict | None:
+    """The members record of an unpacked folder; None if it has none (unpacked by an older normlab)."""
+    path = folder / MEMBERS_RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise CorruptDataError(path, f"cannot be read ({err})") from None
+
+
+def unpack(artifact: Artifact, archive: Path, cache: Path, *, fresh: bool = False, verify: bool = False) -> Path:
+    """Unpack the artifact's `members` into cache/unpacked/<key>/, atomically, with a record of each
+    member's size and sha256.  A folder unpacked before is reused after its members are checked
+    against that record (sizes; sha256 too with `verify`); `fresh` unpacks again from `archive`."""
+    dest = unpacked_dir(artifact, cache)
+    if dest.exists() and not fresh:
+        record = read_members_record(dest)
+        if record is not None:
+            check_files(dest, record["members"], hash=verify)
+            return dest
+        _log(f"{dest} has no record of its members (unpacked by an older normlab); unpacking it again")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".partial-"))
     try:
-        name = archive.name
-        count = 0
-        if name.endswith(".deb"):
-            import io
-
-            for member, data in _ar_members(archive):
-                if member.startswith("data.tar"):
-                    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                        count = _extract_tar(tar, artifact.members, tmp)
-        elif name.endswith((".tgz", ".tar.gz", ".tar.xz", ".tar.bz2", ".tar")):
-            with tarfile.open(archive) as tar:
-                count = _extract_tar(tar, artifact.members, tmp)
-        elif name.endswith((".zip", ".whl")):
-            with zipfile.ZipFile(archive) as zf:
-                names = [n for n in zf.namelist() if any(fnmatch.fnmatch(n, p) for p in artifact.members)]
-                for n in names:
-                    zf.extract(n, tmp)
-                count = len(names)
-        else:
-            raise DataError(f"do not know how to unpack {archive}")
-        if count == 0:
-            raise ParseError(archive, None, f"no member matches {list(artifact.members)}")
-        os.replace(tmp, dest)
+        _extract(artifact, archive, tmp)
+        record = {"artifact": artifact.key, "from": archive.name, "members": record_files(tmp, files_under(tmp))}
+        (tmp / MEMBERS_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        replace_dir(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return dest
+
+
+def _extract(artifact: Artifact, archive: Path, dest: Path) -> None:
+    name = archive.name
+    count = 0
+    if name.endswith(".deb"):
+        for member, data in _ar_members(archive):
+            if member.startswith("data.tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                    count = _extract_tar(tar, artifact.members, dest)
+    elif name.endswith((".tgz", ".tar.gz", ".tar.xz", ".tar.bz2", ".tar")):
+        with tarfile.open(archive) as tar:
+            count = _extract_tar(tar, artifact.members, dest)
+    elif name.endswith((".zip", ".whl")):
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if any(fnmatch.fnmatch(n, p) for p in artifact.members)]
+            for n in names:
+                zf.extract(n, dest)
+            count = len(names)
+    else:
+        raise DataError(f"do not know how to unpack {archive}")
+    if count == 0:
+        raise ParseError(archive, None, f"no member matches {list(artifact.members)}")

@@ -35,6 +35,11 @@ class DatasetSpec:
     stands_for: str  # which paper dataset this is, or stands in for
     default: bool = False
     options: dict = field(default_factory=dict)
+    # What parsing must give (checked by `prepare`; None: unknown, not checked): examples per split,
+    # and a subset of the parser's raw counts.  Known for the default corpora (measured on the pinned
+    # files) and for the papers' datasets whose sizes their publishers state.
+    expected_splits: dict[str, int] | None = None
+    expected_raw_counts: dict[str, int] | None = None
 
 
 def one(root: Path, pattern: str) -> Path:

@@ -72,6 +72,8 @@ BROWN_LM = DatasetSpec(
     splits=f"whole files, {SEQ_SPLIT} of the 500 files: 400/50/50",
     preprocessing="lowercased, numbers -> N, punctuation kept, top 9,997 training words + "
     "<pad> <unk> <eos> (10,000), <eos> after every sentence",
+    expected_splits={"train": 45_372, "valid": 5_753, "test": 6_215},
+    expected_raw_counts={"files": 500, "sentences": 57_340, "tokens": 1_161_192},
 )
 
 # ------------------------------------------------------------------------------- POS tagging
@@ -155,4 +157,6 @@ BROWN_POS = DatasetSpec(
     preprocessing="472 raw Brown tags mapped to the 12 universal tags (fw-* -> X; first part of + "
     "contractions; -tl/-hl/-nc, * and $ marks dropped); words lowercased, training words "
     "seen at least twice",
+    expected_splits={"train": 45_372, "valid": 5_753, "test": 6_215},
+    expected_raw_counts={"files": 500, "sentences": 57_340, "tokens": 1_161_192, "raw_brown_tags": 472},
 )

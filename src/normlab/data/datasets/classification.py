@@ -54,6 +54,15 @@ SPAMASSASSIN = DatasetSpec(
     splits=f"e-mails, stratified {SEQ_SPLIT}",
     preprocessing="Subject + text/plain parts; lowercased; split into word and punctuation runs; "
     "top 30k training words seen at least twice",
+    expected_splits={"train": 4_837, "valid": 604, "test": 605},
+    expected_raw_counts={
+        "emails": 6_046,
+        "emails_easy-ham-1": 2_500,
+        "emails_easy-ham-2": 1_400,
+        "emails_hard-ham-1": 250,
+        "emails_spam-1": 500,
+        "emails_spam-2": 1_396,
+    },
 )
 
 # ------------------------------------------------------------------------------- RT polarity
@@ -100,6 +109,8 @@ RT_POLARITY = DatasetSpec(
     options={"min_frequency": 1},
     splits=f"stratified {SEQ_SPLIT}",
     preprocessing="lowercased; split into word and punctuation runs; every training word",
+    expected_splits={"train": 3_200, "valid": 400, "test": 400},
+    expected_raw_counts={"sentences": 4_000},
 )
 
 # ------------------------------------------------------------------------------- the paper's
@@ -159,6 +170,7 @@ IMDB = DatasetSpec(
     splits=f"official 25k/25k; 30% of train held out as valid, stratified (seed {SPLIT_SEED}) "
     "as in the base code",
     preprocessing="<br /> removed; lowercased; word/punctuation runs; top 50k",
+    expected_splits={"train": 17_500, "valid": 7_500, "test": 25_000},  # 12,500 per class in train
 )
 
 YELP_TGZ = url_artifact(
@@ -191,6 +203,7 @@ YELP_POLARITY = DatasetSpec(
     options={"min_frequency": 2, "vocab_size": 50000},
     splits=f"official 560k/38k; 30% of train held out as valid (seed {SPLIT_SEED})",
     preprocessing="literal \\n removed; lowercased; word/punctuation runs; top 50k",
+    expected_splits={"train": 392_000, "valid": 168_000, "test": 38_000},  # 280,000 per class in train
 )
 
 DBPEDIA_TGZ = url_artifact(
@@ -225,4 +238,5 @@ DBPEDIA = DatasetSpec(
     options={"min_frequency": 2, "vocab_size": 50000},
     splits=f"official 560k/70k; 30% of train held out as valid (seed {SPLIT_SEED})",
     preprocessing="title + content; lowercased; word/punctuation runs; top 50k",
+    expected_splits={"train": 392_000, "valid": 168_000, "test": 70_000},  # 40,000 per class in train
 )

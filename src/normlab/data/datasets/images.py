@@ -72,6 +72,8 @@ FASHION_MNIST = DatasetSpec(
     stands_for="CIFAR-10 (image TID analysis)",
     splits=f"official 60k train / 10k test; 5,000 of train held out as valid (seed {SPLIT_SEED})",
     preprocessing="none: uint8 28x28 grey images",
+    expected_splits={"train": 55_000, "valid": 5_000, "test": 10_000},
+    expected_raw_counts={"train_images": 60_000, "test_images": 10_000},
 )
 
 # ------------------------------------------------------------------------------- CIFAR-10
@@ -109,4 +111,6 @@ CIFAR10 = DatasetSpec(
     stands_for="image TID analysis (Wang et al. 2022)",
     splits=f"official 50k/10k; 5,000 of train held out as valid (seed {SPLIT_SEED})",
     preprocessing="none: uint8 32x32x3 (channels last)",
+    expected_splits={"train": 45_000, "valid": 5_000, "test": 10_000},  # 5 batches + 1 of 10,000 (publisher)
+    expected_raw_counts={"train_images": 50_000, "test_images": 10_000},
 )

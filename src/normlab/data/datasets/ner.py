@@ -50,6 +50,8 @@ WNUT16 = DatasetSpec(
     options={"min_frequency": 1, "lowercase": False},
     splits=f"tweets, {SEQ_SPLIT}",
     preprocessing="BIO tags as given (10 entity types); case kept",
+    expected_splits={"train": 1_915, "valid": 240, "test": 239},
+    expected_raw_counts={"tweets": 2_394, "tokens": 46_469, "entities": 1_496},
 )
 
 # ------------------------------------------------------------------------------- CoNLL-2003
