@@ -10,8 +10,9 @@ from layouts import LAYOUTS
 
 from normlab.data import registry as R
 from normlab.data.build import BUILDERS
+from normlab.data.content import KINDS
 from normlab.data.datasets import bible, brown, classification, images, lm_paper, ner, translation_paper
-from normlab.data.sources import Artifact, Lock, ParseError
+from normlab.data.sources import Artifact, DebianSource, Lock, ParseError
 from normlab.models import FAMILIES as ENGINE_FAMILIES
 
 # ------------------------------------------------------------------------------- registry behaviour
@@ -56,11 +57,19 @@ def test_collection_has_no_duplicates_and_engine_families():
         R.collect([spec, clash])
 
 
-def test_default_corpora_are_pinned_and_fetchable():
+def test_default_corpora_are_pinned_and_fetchable_without_apt():
+    """Every default artifact has a pinned checksum and a second source, one that needs no Debian
+    apt (RHEL, macOS); a publisher's files in another container are checked against content digests
+    pinned for every path its artifact's parser reads."""
     lock = Lock.load()
     for name in R.DEFAULT_DATASETS:
         for art in R.DATASETS[name].artifacts:
-            assert len(lock.entries[art.key]["sha256"]) == 64 and art.sources, art.key
+            assert len(lock.entries[art.key]["sha256"]) == 64, art.key
+            assert len(art.sources) >= 2 and any(not isinstance(s, DebianSource) for s in art.sources), art.key
+            if any(s.repackaged for s in art.sources):
+                pins = lock.entries[art.key]["content"]
+                assert art.content and sorted(pins) == sorted(rel for rel, _ in art.content), art.key
+                assert all(len(d) == 64 for d in pins.values()) and {k for _, k in art.content} <= set(KINDS)
 
 
 def test_declared_counts_agree_with_each_other():

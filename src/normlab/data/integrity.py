@@ -33,12 +33,16 @@ def prepare_fix(name: str, cache: Path) -> str:
     return f"run `normlab prepare {name} --force --cache {cache}`"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algo: str = "sha256") -> str:
+    digest = hashlib.new(algo)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def record_files(root: Path, relpaths) -> dict[str, dict]:

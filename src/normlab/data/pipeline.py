@@ -13,7 +13,7 @@ from normlab.atomic import atomic_write_text
 from . import registry
 from .build import BUILDERS, Parsed
 from .integrity import CorruptDataError, check_files, prepare_fix
-from .sources import Lock, cache_root, fetch_artifact, read_members_record, unpack, unpacked_dir
+from .sources import Lock, cache_root, obtain, read_members_record, unpacked_dir
 from .store import DatasetSplit, load_split, read_meta, verify_prepared, write_prepared
 
 PREP_VERSION = 1  # bump when preprocessing changes, so prepared folders are rebuilt
@@ -38,9 +38,8 @@ def fetch(
     paths, record = {}, {}
     try:
         for art in spec.artifacts:
-            raw = fetch_artifact(art, root, lock, record_new=record_new)
-            paths[art.key] = unpack(art, raw, root, fresh=fresh, verify=verify) if art.members else raw
-            record[art.key] = {"file": raw.name, "sha256": lock.entries.get(art.key, {}).get("sha256")}
+            paths[art.key] = obtain(art, root, lock, record_new=record_new, fresh=fresh, verify=verify)
+            record[art.key] = {"file": art.filename, "sha256": lock.entries.get(art.key, {}).get("sha256")}
     except CorruptDataError as err:
         raise err.with_fix(prepare_fix(name, root)) from None
     # The stamp a workflow can depend on: written only once every artifact is verified, and left alone

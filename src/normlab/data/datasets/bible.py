@@ -6,26 +6,30 @@ from pathlib import Path
 
 from .. import parsers as P
 from ..build import Parsed
-from ..sources import Artifact, DebianSource, ParseError
+from ..sources import Artifact, DebianSource, ParseError, PublisherFile, PublisherSource
 from ..spec import SPLIT_SEED, DatasetSpec, take
 from ..text import holdout
 
-KJV_DEB = Artifact(
-    key="deb:sword-text-kjv=14.3-1",
-    filename="sword-text-kjv_14.3-1_all.deb",
-    sources=(
-        DebianSource("sword-text-kjv", "14.3-1"),
-    ),
-    members=("usr/share/sword/modules/texts/ztext/engKJV2006eb/*",),
-)
-SPARV_DEB = Artifact(
-    key="deb:sword-text-sparv=2.60-1",
-    filename="sword-text-sparv_2.60-1_all.deb",
-    sources=(
-        DebianSource("sword-text-sparv", "2.60-1"),
-    ),
-    members=("usr/share/sword/modules/texts/ztext/spaRV1909eb/*",),
-)
+_SWORD = "usr/share/sword"  # where Debian puts the SWORD library; the modules' zips hold its inside
+
+
+def _module(package: str, version: str, module: str) -> Artifact:
+    """Debian's package of an eBible.org SWORD module, or the module's zip from eBible.org's SWORD
+    repository (the one CrossWire's installers list).  Debian rebuilds the module from its source,
+    so the two differ in bytes; they are accepted as the same when their verse slots are."""
+    data = f"modules/texts/ztext/{module}"
+    ebible = PublisherFile(f"ebible:{module}.zip", f"https://ebible.org/sword/zip/{module}.zip", _SWORD, f"{data}/*")
+    return Artifact(
+        key=f"deb:{package}={version}",
+        filename=f"{package}_{version}_all.deb",
+        sources=(DebianSource(package, version), PublisherSource("eBible.org SWORD repository", (ebible,))),
+        members=(f"{_SWORD}/{data}/*",),
+        content=((f"{_SWORD}/{data}", "sword-ztext"),),
+    )
+
+
+KJV_DEB = _module("sword-text-kjv", "14.3-1", "engKJV2006eb")
+SPARV_DEB = _module("sword-text-sparv", "2.60-1", "spaRV1909eb")
 
 
 def bible_pairs(es_module: Path, en_module: Path) -> tuple[list[tuple[str, str]], dict]:
@@ -50,7 +54,7 @@ def bible_pairs(es_module: Path, en_module: Path) -> tuple[list[tuple[str, str]]
 
 
 def parse_bible(paths: dict[str, Path]) -> Parsed:
-    base = "usr/share/sword/modules/texts/ztext"
+    base = f"{_SWORD}/modules/texts/ztext"
     pairs, counts = bible_pairs(
         paths[SPARV_DEB.key] / base / "spaRV1909eb", paths[KJV_DEB.key] / base / "engKJV2006eb"
     )

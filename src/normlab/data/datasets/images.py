@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import parsers as P
 from ..build import Parsed
-from ..sources import Artifact, DebianSource, ParseError
+from ..sources import Artifact, DebianSource, ParseError, PublisherFile, PublisherSource
 from ..spec import SPLIT_SEED, DatasetSpec, url_artifact
 from ..text import holdout
 
@@ -26,18 +26,39 @@ FASHION_LABELS = (
     "Bag",
     "Ankle boot",
 )
+FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+_FASHION_DIR = "usr/share/datasets/fashion-mnist"
+
+
+def _zalando(base_url: str) -> PublisherSource:
+    """Zalando Research's own four .gz files (Debian recompressed them: other bytes, same IDX data)."""
+    files = tuple(PublisherFile(f"zalando:{n}", f"{base_url}/{n}", f"{_FASHION_DIR}/{n}") for n in FASHION_FILES)
+    return PublisherSource("Zalando Research", files)
+
+
 FASHION_DEB = Artifact(
     key="deb:dataset-fashion-mnist=0.0~git20200523.55506a9-1",
     filename="dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb",
     sources=(
         DebianSource("dataset-fashion-mnist", "0.0~git20200523.55506a9-1"),
+        _zalando("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com"),  # the README's links
+        _zalando(  # the same files in the publisher's git repository, at a fixed commit
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/"
+            "b2617bb6d3ffa2e429640350f613e3291e10b141/data/fashion"
+        ),
     ),
-    members=("usr/share/datasets/fashion-mnist/*-ubyte.gz",),
+    members=(f"{_FASHION_DIR}/*-ubyte.gz",),
+    content=tuple((f"{_FASHION_DIR}/{n}", "gunzip") for n in FASHION_FILES),
 )
 
 
 def parse_fashion_mnist(paths: dict[str, Path]) -> Parsed:
-    root = paths[FASHION_DEB.key] / "usr/share/datasets/fashion-mnist"
+    root = paths[FASHION_DEB.key] / _FASHION_DIR
     return _idx_splits(root, FASHION_LABELS)
 
 

