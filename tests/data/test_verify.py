@@ -145,13 +145,20 @@ def test_missing_or_old_meta_names_the_fix(prepared):
     assert len(load("tiny_bible", "train", cache)) == 30
 
 
-def test_meta_records_every_array_and_the_tokenizer(prepared):
-    _, folder, _ = prepared
+def test_meta_records_every_array_the_tokenizer_and_the_unpacked_inputs(prepared):
+    cache, folder, _ = prepared
     files = json.loads((folder / "meta.json").read_text())["files"]
-    on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.npy")) + ["tokenizer.json"]
+    on_disk = [p.relative_to(folder).as_posix() for p in folder.rglob("*.npy")] + ["tokenizer.json", "inputs.json"]
     assert sorted(files) == sorted(on_disk)
     assert files["train/tokens.npy"]["size"] == (folder / "train/tokens.npy").stat().st_size
     assert files["train/tokens.npy"]["sha256"] == integrity.sha256_of(folder / "train/tokens.npy")
+    art = registry.DATASETS["tiny_bible"].artifacts[0]
+    unpacked = unpacked_dir(art, cache.resolve())
+    inputs = json.loads((folder / "inputs.json").read_text())[art.key]
+    assert sorted(inputs) == sorted(p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*.bz?"))
+    assert inputs["mods/en/ot.bzz"]["sha256"] == integrity.sha256_of(unpacked / "mods/en/ot.bzz")
+    source = json.loads((folder / "card.json").read_text())["sources"][0]
+    assert source["unpacked_from"] == "mods.tgz" and source["unpacked_members"] == len(inputs)
 
 
 def test_clean_folder_is_hashed_on_first_load_only(prepared, monkeypatch):

@@ -69,9 +69,9 @@ def prepared_dir(name: str, cache: str | Path | None = None) -> Path:
     return cache_root(cache) / "prepared" / name
 
 
-def _members(spec, root: Path) -> dict[str, dict]:
-    """artifact key -> the record of its unpacked members (artifacts that are unpacked)."""
-    return {a.key: read_members_record(unpacked_dir(a, root))["members"] for a in spec.artifacts if a.members}
+def _unpacked_records(spec, root: Path) -> dict[str, dict]:
+    """artifact key -> the record of its unpacked folder (artifacts that are unpacked)."""
+    return {a.key: read_members_record(unpacked_dir(a, root)) for a in spec.artifacts if a.members}
 
 
 def _split_sizes(parsed: Parsed) -> dict[str, int]:
@@ -120,7 +120,8 @@ def prepare(
         if verify and not quiet:
             print(f"[normlab.data] {name}: {n} prepared files and every source verified in {folder}")
         return folder
-    members = _members(spec, root)
+    records = _unpacked_records(spec, root)
+    members = {key: record["members"] for key, record in records.items()}
     if not (force or verify):  # just unpacked (force) or hashed (verify) by fetch; else hash before parsing
         try:
             for art in spec.artifacts:
@@ -147,7 +148,15 @@ def prepare(
                 "sha256": lock.entries.get(a.key, {}).get("sha256"),
                 "size": lock.entries.get(a.key, {}).get("size"),
                 "fetched_via": [s.describe() for s in a.sources],
-                **({"members": members[a.key]} if a.key in members else {}),
+                **(
+                    {
+                        "unpacked_from": records[a.key]["from"],
+                        "unpacked_members": len(members[a.key]),
+                        "unpacked_bytes": sum(m["size"] for m in members[a.key].values()),
+                    }
+                    if a.key in records
+                    else {}
+                ),
             }
             for a in spec.artifacts
         ],
@@ -159,7 +168,7 @@ def prepare(
         "splits": stats,
         "prepared_in_s": round(time.perf_counter() - t0, 1),
     }
-    write_prepared(folder, meta, card, arrays, tokenizer)
+    write_prepared(folder, meta, card, arrays, tokenizer, inputs=members)
     if not quiet:
         print(f"[normlab.data] prepared {name} in {card['prepared_in_s']} s -> {folder}")
     return folder

@@ -2,7 +2,8 @@
 
 Layout of `CACHE/prepared/NAME/`:
     meta.json                  family, splits, vocabulary sizes, special ids, label names, and `files`:
-                               size and sha256 of every array and of tokenizer.json
+                               size and sha256 of every array, of tokenizer.json and of inputs.json
+    inputs.json                size and sha256 of every unpacked source member it was built from
     verified.json              present once every file was hashed and matched meta.json (first load)
     card.json                  the data card (see cards.py)
     tokenizer.json             HuggingFace tokenizer (text datasets; translation: shared source/target)
@@ -100,9 +101,11 @@ def write_prepared(
     card: dict,
     arrays: dict[str, dict[str, np.ndarray]],
     tokenizer: Tokenizer | None,
+    inputs: dict[str, dict] | None = None,
 ) -> None:
     """Write everything to a temporary sibling folder, then swap it in (never half-written).
-    meta.json records the size and sha256 of every array and of the tokenizer."""
+    `inputs` (artifact key -> record of its unpacked members) goes to inputs.json; meta.json records
+    the size and sha256 of every array, of the tokenizer and of inputs.json."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
     try:
@@ -112,6 +115,8 @@ def write_prepared(
                 np.save(tmp / split / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
         if tokenizer is not None:
             tokenizer.save(str(tmp / "tokenizer.json"))
+        if inputs:
+            (tmp / "inputs.json").write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n")
         files = record_files(tmp, files_under(tmp))
         (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
         # meta.json last: its presence marks a complete folder
