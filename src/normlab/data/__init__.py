@@ -3,6 +3,8 @@
 Commands
     normlab fetch [NAME...]           download + verify sources (default: the default corpora)
     normlab prepare [NAME...]         fetch if needed, tokenise, split, write arrays + data card
+    normlab prepare --verify [NAME...]  also hash every unpacked source member (prepared files always)
+    normlab prepare --force NAME      unpack and rebuild from the verified downloads
     normlab prepare --cards           gather the cards into paper_tables/datasets.md
     normlab fetch --list              every registered dataset
 The cache folder is `--cache`, else $NORMLAB_DATA, else ./data_cache (git-ignored):
@@ -15,10 +17,10 @@ Python API (what the training engine calls)
     train = load("bible_es_en", "train")      # -> DatasetSplit, arrays memory-mapped
     valid = load("bible_es_en", "valid", cache="/scratch/normlab_data")
 
-`load(name, split="train", cache=None, *, mmap=True) -> DatasetSplit` with fields
+`load(name, split="train", cache=None, *, mmap=True, verify=False) -> DatasetSplit` with fields
     family        "image" | "translation" | "lm" | "tagging" | "classification"
     tokens        TokenSequences: flat int32 `ids` + int64 `offsets` (n+1); `tokens[i]` is sequence i,
-                  `tokens.lengths`, `tokens.padded(indices, pad_id, max_len=None)` -> (B, L) int64
+                  `tokens.lengths` (n,), `len(tokens)`
                   translation: the source side; lm: sentences each ending in <eos> (`tokens.ids` is
                   the running stream for BPTT); tagging / classification: the words
     target        TokenSequences, translation target side (same shared vocabulary as the source)
@@ -33,11 +35,18 @@ Sequences are stored without <bos>/<eos> except LM (which has <eos>); the traine
 Special ids: translation <pad>=0 <unk>=1 <bos>=2 <eos>=3; LM <pad>=0 <unk>=1 <eos>=2; tagging and
 classification <pad>=0 <unk>=1.
 
+Every load checks the size of the split's files against meta.json; the first load of a prepared
+folder (and `verify=True`) checks the sha256 of all its files.  A damaged file raises
+`CorruptDataError` naming it and `normlab prepare NAME --force --cache DIR`; a folder never
+prepared (or prepared in an older format) raises FileNotFoundError naming what to run.
+
 Other entry points: `fetch(name, cache=None) -> {artifact: path}`, `card(name, cache=None) -> dict`,
 `DATASETS` / `DEFAULT_DATASETS` (the registry), `cache_root(cache=None)`, and the errors
-`DataError` (base), `ChecksumError`, `FetchError`, `MissingClientError`, `ParseError`.
+`DataError` (base), `ChecksumError`, `CorruptDataError`, `FetchError`, `MissingClientError`,
+`ParseError`.
 """
 
+from .integrity import CorruptDataError
 from .pipeline import card, fetch, load, prepare, prepared_dir
 from .registry import DATASETS, DEFAULT_DATASETS, DatasetSpec
 from .sources import ChecksumError, DataError, FetchError, MissingClientError, ParseError, cache_root
@@ -47,6 +56,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_DATASETS",
     "ChecksumError",
+    "CorruptDataError",
     "DataError",
     "DatasetSpec",
     "DatasetSplit",

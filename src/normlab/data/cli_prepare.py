@@ -1,4 +1,6 @@
 """`normlab prepare NAME...`: fetch if needed, then build the prepared arrays and the data card.
+An up-to-date preparation is kept once its files match their recorded sha256; `--verify` also hashes
+the unpacked source members; `--force` unpacks and rebuilds from the verified downloads.
 `normlab prepare --cards [--out paper_tables/datasets.md]` gathers the cards into one table."""
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
     parser.add_argument(
         "--force", action="store_true", help="rebuild even if an up-to-date preparation exists"
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="also hash every unpacked source member (an up-to-date preparation's files are always hashed)",
     )
     parser.add_argument(
         "--cards",
@@ -33,10 +40,10 @@ def run(args) -> int:
     try:
         if args.names or args.all_defaults or not args.cards:
             for name in selected(args):
-                prepare(name, args.cache, force=args.force)
+                prepare(name, args.cache, force=args.force, verify=args.verify)
         if args.cards:
             print(f"wrote {write_datasets_md(args.out, args.cache, args.names or None)}")
-    except (DataError, KeyError, ValueError) as err:
+    except (DataError, KeyError, ValueError, FileNotFoundError) as err:
         print(f"normlab prepare: error: {err}", file=sys.stderr)
         return 1
     return 0

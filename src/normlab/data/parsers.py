@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sources import ParseError
+from .errors import ParseError
 
 # --------------------------------------------------------------------------------------------- images
 
@@ -164,19 +164,6 @@ def read_brown_file(path: Path) -> list[list[tuple[str, str]]]:
             sentence.append((word, tag))
         sentences.append(sentence)
     return sentences
-
-
-def read_brown_categories(path: Path) -> dict[str, str]:
-    """`cats.txt`: `FILEID GENRE` per line."""
-    cats = {}
-    for lineno, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise ParseError(path, lineno, f"expected 'FILEID GENRE', got {line!r}")
-        cats[parts[0]] = parts[1]
-    return cats
 
 
 # --------------------------------------------------------------------------------------------- CoNLL

@@ -1,7 +1,10 @@
 """The prepared on-disk format and the objects `normlab.data.load` returns.
 
 Layout of `CACHE/prepared/NAME/`:
-    meta.json                  family, splits, vocabulary sizes, special ids, label names, input checksums
+    meta.json                  family, splits, vocabulary sizes, special ids, label names, and `files`:
+                               size and sha256 of every array, of tokenizer.json and of inputs.json
+    inputs.json                size and sha256 of every unpacked source member it was built from
+    verified.json              present once every file was hashed and matched meta.json (first load)
     card.json                  the data card (see cards.py)
     tokenizer.json             HuggingFace tokenizer (text datasets; translation: shared source/target)
     SPLIT/FIELD.npy            arrays, loaded memory-mapped:
@@ -14,17 +17,24 @@ Layout of `CACHE/prepared/NAME/`:
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
-FORMAT_VERSION = 1
+from normlab.atomic import atomic_write_text
+
+from .errors import UnknownNameError
+from .integrity import CorruptDataError, check_files, files_under, prepare_fix, record_files, replace_dir
+
+FORMAT_VERSION = 2  # 2: meta.json records the size and sha256 of every file
+VERIFIED = "verified.json"  # written when every file matched meta.json's sha256
 
 
 @dataclass(frozen=True)
@@ -43,20 +53,6 @@ class TokenSequences:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
-
-    def padded(self, indices: np.ndarray, pad_id: int, max_len: int | None = None) -> np.ndarray:
-        """A (len(indices), L) int64 batch, right-padded with `pad_id` (truncated to `max_len`).
-        Vectorised: one gather, no Python loop over tokens."""
-        indices = np.asarray(indices)
-        starts = self.offsets[indices]
-        lengths = self.offsets[indices + 1] - starts
-        width = int(lengths.max(initial=0)) if max_len is None else max_len
-        width = max(width, 1)
-        cols = np.arange(width)
-        valid = cols[None, :] < lengths[:, None]
-        gather = np.where(valid, starts[:, None] + cols[None, :], 0)
-        out = np.where(valid, self.ids[gather] if len(self.ids) else 0, pad_id)
-        return out.astype(np.int64)
 
 
 @dataclass
@@ -105,8 +101,11 @@ def write_prepared(
     card: dict,
     arrays: dict[str, dict[str, np.ndarray]],
     tokenizer: Tokenizer | None,
+    inputs: dict[str, dict] | None = None,
 ) -> None:
-    """Write everything to a temporary sibling folder, then swap it in (never half-written)."""
+    """Write everything to a temporary sibling folder, then swap it in (never half-written).
+    `inputs` (artifact key -> record of its unpacked members) goes to inputs.json; meta.json records
+    the size and sha256 of every array, of the tokenizer and of inputs.json."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
     try:
@@ -116,36 +115,100 @@ def write_prepared(
                 np.save(tmp / split / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
         if tokenizer is not None:
             tokenizer.save(str(tmp / "tokenizer.json"))
+        if inputs:
+            (tmp / "inputs.json").write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n")
+        files = record_files(tmp, files_under(tmp))
         (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
         # meta.json last: its presence marks a complete folder
-        (tmp / "meta.json").write_text(json.dumps({**meta, "format": FORMAT_VERSION}, indent=2) + "\n")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        meta = {**meta, "format": FORMAT_VERSION, "files": files}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        replace_dir(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_meta(folder: Path) -> dict | None:
+    """meta.json of a complete folder in the current format, else None (prepare rebuilds it)."""
     path = folder / "meta.json"
     if not path.exists():
         return None
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError:
+        return None
     return meta if meta.get("format") == FORMAT_VERSION else None
 
 
-def load_split(folder: Path, name: str, split: str, *, mmap: bool = True) -> DatasetSplit:
-    meta = read_meta(folder)
-    if meta is None:
-        raise FileNotFoundError(f"{folder} holds no prepared dataset; run `normlab prepare {name}`")
+def _open_meta(folder: Path, name: str) -> tuple[bytes, dict]:
+    """meta.json's bytes and content, or the error saying how to get a usable folder."""
+    cache = folder.parent.parent
+    path = folder / "meta.json"
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"{folder} holds no prepared dataset; run `normlab prepare {name}` (with `--cache {cache}`)"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing (an incomplete or damaged folder); {prepare_fix(name, cache)}")
+    raw = path.read_bytes()
+    try:
+        meta = json.loads(raw)
+    except ValueError as err:
+        raise CorruptDataError(path, f"is not valid JSON ({err})", prepare_fix(name, cache)) from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise FileNotFoundError(
+            f"{folder} was prepared in format {meta.get('format')}, this normlab reads format {FORMAT_VERSION}; "
+            + prepare_fix(name, cache)
+        )
+    return raw, meta
+
+
+def verify_prepared(folder: Path, name: str, *, hash: bool = True) -> int:
+    """Check every file of a prepared folder against meta.json (sizes; sha256 too with `hash`);
+    record a successful hash check in verified.json.  Returns the number of files checked."""
+    raw, meta = _open_meta(folder, name)
+    try:
+        check_files(folder, meta["files"], hash=hash)
+    except CorruptDataError as err:
+        raise err.with_fix(prepare_fix(name, folder.parent.parent)) from None
+    if hash:
+        _mark_verified(folder, raw)
+    return len(meta["files"])
+
+
+def _verified(folder: Path, meta_raw: bytes) -> bool:
+    try:
+        record = json.loads((folder / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("meta_sha256") == hashlib.sha256(meta_raw).hexdigest()
+
+
+def _mark_verified(folder: Path, meta_raw: bytes) -> None:
+    """Record that every file matched meta.json (atomically; later loads check sizes only).  A
+    read-only cache is not an error: its loads keep hashing."""
+    record = {"meta_sha256": hashlib.sha256(meta_raw).hexdigest(), "verified_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    try:
+        atomic_write_text(folder / VERIFIED, json.dumps(record) + "\n")
+    except OSError:
+        pass
+
+
+def load_split(folder: Path, name: str, split: str, *, mmap: bool = True, verify: bool = False) -> DatasetSplit:
+    """One split of a prepared folder.  Every file's size is checked against meta.json; the sha256
+    of every file of the folder too on the first load (then recorded in verified.json) or when
+    `verify`."""
+    raw, meta = _open_meta(folder, name)
     if split not in meta["splits"]:
-        raise KeyError(f"{name} has splits {meta['splits']}, not {split!r}")
+        raise UnknownNameError(f"{name} has splits {meta['splits']}, not {split!r}")
+    if verify or not _verified(folder, raw):
+        verify_prepared(folder, name, hash=True)
+    else:
+        mine = [rel for rel in meta["files"] if rel.startswith(f"{split}/") or "/" not in rel]
+        try:
+            check_files(folder, meta["files"], hash=False, only=mine)
+        except CorruptDataError as err:
+            raise err.with_fix(prepare_fix(name, folder.parent.parent)) from None
     mode = "r" if mmap else None
 
     def arr(field_name: str) -> np.ndarray | None:
