@@ -13,7 +13,7 @@ from normlab.data.build import BUILDERS
 from normlab.data.content import KINDS
 from normlab.data.datasets import bible, brown, classification, images, lm_paper, ner, translation_paper
 from normlab.data.sources import Artifact, DebianSource, Lock, ParseError
-from normlab.models import FAMILIES as ENGINE_FAMILIES
+from normlab.train.families import FAMILIES as ENGINE_FAMILIES
 
 # ------------------------------------------------------------------------------- registry behaviour
 
