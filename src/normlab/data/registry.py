@@ -20,7 +20,7 @@ import numpy as np
 
 from . import parsers as P
 from .build import Parsed
-from .sources import Artifact, DebianSource, NpmSource, ParseError, PypiSource, UrlSource
+from .sources import Artifact, DebianSource, NpmSource, ParseError, PypiSource, UnknownNameError, UrlSource
 from .text import holdout, split_indices, stratified_split
 
 SPLIT_SEED = 1234  # one seed for every seeded split in this file
@@ -858,4 +858,4 @@ def get(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+        raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None

@@ -54,6 +54,13 @@ class MissingClientError(FetchError):
     pass
 
 
+class UnknownNameError(DataError, KeyError):
+    """A dataset or split name that does not exist.  A KeyError too, for callers that look names up like
+    a dict; its str() is the message itself (a KeyError's would be the message in quotes)."""
+
+    __str__ = DataError.__str__
+
+
 class ParseError(DataError):
     """A source file is not in the expected format.  The message names the file and the line."""
 

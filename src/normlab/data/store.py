@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from .sources import UnknownNameError
+
 FORMAT_VERSION = 1
 
 
@@ -145,7 +147,7 @@ def load_split(folder: Path, name: str, split: str, *, mmap: bool = True) -> Dat
     if meta is None:
         raise FileNotFoundError(f"{folder} holds no prepared dataset; run `normlab prepare {name}`")
     if split not in meta["splits"]:
-        raise KeyError(f"{name} has splits {meta['splits']}, not {split!r}")
+        raise UnknownNameError(f"{name} has splits {meta['splits']}, not {split!r}")
     mode = "r" if mmap else None
 
     def arr(field_name: str) -> np.ndarray | None:
