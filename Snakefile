@@ -3,6 +3,8 @@
 #   snakemake --cores 2                                   the default configuration (config/default.yaml)
 #   snakemake --cores 2 --configfile config/test.yaml     a tiny grid (what the tests run)
 #   snakemake --cores 8 --profile slurm --configfile config/paper.yaml   the papers' grid on SLURM GPUs
+#   snakemake --cores 2 paper_tables/claims.md --configfile config/test.yaml   one target: targets go
+#                                         before --configfile, which reads every word after it as a config
 #
 # Stages, one rule file each: workflows/data.smk (fetch, prepare), workflows/train.smk (one job per
 # dataset x placement x norm x seed), workflows/analysis.smk (probe each run, tidy tables, statistics),

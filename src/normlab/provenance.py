@@ -84,7 +84,7 @@ def rule_runtimes(benchmarks_csv: Path) -> dict | None:
 
 
 def _utc(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
 def build(config_path: Path, started: float, finished: float, cores: int | None, results: Path) -> dict:

@@ -204,8 +204,8 @@ def execute_notebook(
     return final
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m normlab.analysis.notebooks", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m normlab.analysis.notebooks") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", metavar="NAME",
                         help=f"notebooks/NAME.py ({', '.join(NOTEBOOKS)}) or a path to a py:percent file")
     parser.add_argument("--tidy", default="results/tidy", help="tidy tables (default: results/tidy)")

@@ -662,15 +662,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from normlab.train.config import ConfigError
-
-    try:
+    try:  # NotAFinishedRun and ConfigError end in normlab.cli's handler (one line, exit 2)
         summary = probe_run(
             args.run, args.out, mode=args.mode, batches=args.batches, cache=args.cache,
             population_tokens=args.population_tokens, reservoir_tokens=args.reservoir_tokens,
             device=args.device, seed=args.seed, threads=args.threads,
         )
-    except (NotAFinishedRun, ConfigError, FileNotFoundError) as err:
+    except FileNotFoundError as err:
         print(f"normlab probe: {err}", file=sys.stderr)
         return EXIT_NOT_A_RUN
     print(f"normlab probe: {summary['status']} ({summary['run_status']} run, {args.mode} mode) -> {args.out}",

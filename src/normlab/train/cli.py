@@ -28,14 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError
-    from .engine import OutputExistsError, train
+    from .engine import train
 
-    try:
-        final = train(args.config, args.out, resume=args.resume, restart_if_changed=args.restart_if_changed)
-    except (ConfigError, OutputExistsError) as err:
-        print(f"normlab train: {err}", file=sys.stderr)
-        return 2
+    # A ConfigError or OutputExistsError ends in normlab.cli's handler: one line, exit 2.
+    final = train(args.config, args.out, resume=args.resume, restart_if_changed=args.restart_if_changed)
     print(
         f"normlab train: {final['status']} after {final['steps']} steps -> {args.out}/final.json",
         file=sys.stderr,
