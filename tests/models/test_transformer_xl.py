@@ -104,6 +104,21 @@ def test_relative_attention_matches_the_formula_written_out():
     torch.testing.assert_close(got, want)
 
 
+def test_relative_attention_gradients_pass_gradcheck():
+    """Including through the position term, which enters scaled_dot_product_attention as its mask."""
+    torch.manual_seed(0)
+    attn = RelativeSelfAttention(6, 2, 3).double()
+    u, v = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    mem = torch.randn(1, 2, 6, dtype=torch.float64)
+    allowed = attention_mask(3, 2, None, torch.device("cpu"))
+
+    def f(x, rel, u, v):
+        return attn(x, torch.cat([mem, x], 1), rel, u, v, allowed)
+
+    inputs = (torch.randn(1, 3, 6, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64), u, v)
+    assert torch.autograd.gradcheck(f, tuple(t.requires_grad_() for t in inputs))
+
+
 @pytest.mark.parametrize("placement", ["post", "pre"])
 @pytest.mark.parametrize("norm", list(NORMS))
 @pytest.mark.parametrize("mem_len", [4, 8])
