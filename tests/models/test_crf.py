@@ -285,3 +285,13 @@ def test_crf_tagger_learns_a_tagging_rule_beyond_the_all_o_baseline():
     accuracy = model.decode(toks).eq(tags).double().mean().item()
     all_o = tags.eq(0).double().mean().item()
     assert accuracy > 0.95 > all_o + 0.3, (accuracy, all_o)
+
+
+def test_crf_tagger_runs_under_bf16_autocast():
+    model = tagger("rbn").train()
+    toks, tags, pad, chars = tagging_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(toks, tags, pad, chars)
+        paths = model.decode(toks, pad, chars)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss) and paths.shape == toks.shape

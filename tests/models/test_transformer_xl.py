@@ -48,10 +48,14 @@ def warm_up_statistics(model, steps=3):
 
 def concatenated_log_probs(model, toks, seg_len, mem_len):
     """One pass over the whole sequence with the mask segment recurrence implies:
-    position p sees keys k with p - k >= 0 and k >= start of p's segment - mem_len."""
+    position p sees keys k with p - k >= 0 and k >= start of p's segment - mem_len
+    (and p - k < mem_len with same_length)."""
     n = toks.shape[1]
     p, k = torch.arange(n)[:, None], torch.arange(n)[None]
-    allowed = ((k <= p) & (k >= (p // seg_len) * seg_len - mem_len))[None, None]
+    allowed = (k <= p) & (k >= (p // seg_len) * seg_len - mem_len)
+    if model.xl.same_length:
+        allowed &= p - k < mem_len
+    allowed = allowed[None, None]
     x = model.embed(toks)
     rel = model.positions(n, model.xl.clamp_len, x.dtype)
     for layer in model.layers:
@@ -137,10 +141,13 @@ def test_memory_gives_the_logits_of_the_concatenated_segments(norm, placement, m
         assert (none[:, 4:] - want[:, 4:]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("same_length", [False, True])
 @pytest.mark.parametrize("placement", ["post", "pre"])
-def test_memory_equivalence_in_training_mode_with_adaptive_layers_and_clamping(placement):
-    """LN has no batch statistics: training mode (dropout 0) must match too; cutoffs and clamp_len on."""
-    model = make("ln", placement, xl={"mem_len": 5, "cutoffs": (10, 25), "div_val": 2, "clamp_len": 3})
+def test_memory_equivalence_in_training_mode_with_adaptive_layers_and_clamping(placement, same_length):
+    """LN has no batch statistics: training mode (dropout 0) must match too; cutoffs, clamp_len and
+    same_length on."""
+    xl = {"mem_len": 5, "cutoffs": (10, 25), "div_val": 2, "clamp_len": 3, "same_length": same_length}
+    model = make("ln", placement, xl=xl)
     toks = tokens(t=12)
     with torch.no_grad():
         torch.testing.assert_close(
@@ -320,6 +327,10 @@ def test_xl_config_rules_and_errors():
         TransformerXL(ModelOptions(**TINY, norm_scope="encoder"), VOCAB)
     with pytest.raises(ValueError, match="cutoffs"):
         make(xl={"cutoffs": (30, 10)})
+    model = make()
+    _, memory = model(tokens(b=3))
+    with pytest.raises(ValueError, match="does not fit"):
+        model(tokens(b=2), memory=memory)
 
 
 def test_d_head_can_differ_from_d_model_over_heads():
@@ -352,6 +363,20 @@ def test_the_memory_carries_information_across_segments():
 
     with_memory, without = train(8), train(0)
     assert with_memory < 0.5 * math.log(16) < without, (with_memory, without)
+
+
+@pytest.mark.parametrize("cutoffs", [(), (10, 25)])
+def test_runs_under_bf16_autocast(cutoffs):
+    """The engine trains under bf16 autocast where asked (CPU included)."""
+    model = make("bn", "pre", dtype=torch.float32, xl={"cutoffs": cutoffs}).train()
+    toks = tokens()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nll, memory = model(toks[:, :6], toks[:, 1:7])
+        nll, memory = model(toks[:, 6:11], toks[:, 7:12], memory)
+        lp, _ = model(toks[:, :4], memory=memory)
+    nll.mean().backward()
+    assert nll.dtype == torch.float32 and torch.isfinite(nll).all()
+    assert lp.shape == (3, 4, VOCAB) and torch.isfinite(lp).all()
 
 
 def test_full_softmax_is_tied_to_the_embedding_and_log_probs_are_normalised():

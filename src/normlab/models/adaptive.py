@@ -28,7 +28,9 @@ With no cutoffs both sides reduce to a plain tied embedding and a full softmax.
   One difference remains for ``div_val > 1`` only (not used by the base scripts): Transformer-XL also
   gives the shortlist a square d×d projection on each side; here the shortlist has none.
 
-torch's adaptive softmax finds each cluster's rows with ``nonzero`` (a host sync per cluster per step).
+torch's adaptive softmax finds each cluster's rows with ``nonzero`` (a host sync per cluster per step),
+and it runs in float32 here, outside autocast: under CPU autocast its log-softmax stays bf16 and its
+float32 output buffer refuses it.  The full softmax (no cutoffs) runs under autocast as usual.
 """
 
 from __future__ import annotations
@@ -203,14 +205,20 @@ class AdaptiveSoftmax(nn.Module):
 
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of each target (N,), in float32 at least."""
-        hidden = hidden if hidden.dtype in (torch.float32, torch.float64) else hidden.float()
+        hidden = _at_least_float32(hidden)
         if self.asm is None:
             return F.cross_entropy(F.linear(hidden, self.weight, self.bias), target, reduction="none")
-        return -self.asm(hidden, target).output
+        with torch.autocast(hidden.device.type, enabled=False):
+            return -self.asm(hidden, target).output
 
     def log_prob(self, hidden: torch.Tensor) -> torch.Tensor:
         """Log-probabilities over the whole vocabulary (N, vocab_size)."""
-        hidden = hidden if hidden.dtype in (torch.float32, torch.float64) else hidden.float()
+        hidden = _at_least_float32(hidden)
         if self.asm is None:
             return F.log_softmax(F.linear(hidden, self.weight, self.bias), dim=-1)
-        return self.asm.log_prob(hidden)
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.asm.log_prob(hidden)
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()

@@ -294,9 +294,15 @@ class TransformerXL(nn.Module):
     def hidden_states(self, tokens, memory=None, pad_mask=None, mem_len=None):
         """The last hidden states (B, Q, D) after dropout, and the next memory."""
         mem_len = self.xl.mem_len if mem_len is None else mem_len
+        if memory is not None and (len(memory.states) != len(self.layers) or memory.states[0].shape[0] != len(tokens)):
+            raise ValueError(
+                f"memory of {len(memory.states)} layers × batch {memory.states[0].shape[0]} does not fit "
+                f"{len(self.layers)} layers × batch {len(tokens)}; pass the memory this model returned for this batch"
+            )
         q_len, m_len = tokens.shape[1], 0 if memory is None else memory.length
         key_pad = _key_pad(memory, pad_mask, tokens.shape, tokens.device)
-        allowed = attention_mask(q_len, m_len, key_pad, tokens.device, mem_len if self.xl.same_length else None)
+        window = mem_len if self.xl.same_length and mem_len > 0 else None
+        allowed = attention_mask(q_len, m_len, key_pad, tokens.device, window)
         x = self.drop(self.embed(tokens))
         rel = self.drop(self.positions(m_len + q_len, self.xl.clamp_len, x.dtype))
         read = []
