@@ -58,10 +58,10 @@ def concatenated_log_probs(model, toks, seg_len, mem_len):
     allowed = allowed[None, None]
     x = model.embed(toks)
     rel = model.positions(n, model.xl.clamp_len, x.dtype)
-    for layer in model.layers:
+    for layer in model.decoder.layers:
         x, _ = layer(x, None, rel, model.u, model.v, allowed, None)
-    if model.final_norm is not None:
-        x = model.final_norm(x)
+    if model.decoder.final_norm is not None:
+        x = model.decoder.final_norm(x)
     return model.out.log_prob(x.reshape(-1, x.shape[-1])).view(*toks.shape, -1)
 
 
@@ -212,8 +212,8 @@ def test_gradients_reach_every_parameter_and_not_the_memory():
 def test_every_norm_builds_and_trains_in_both_placements(norm, placement):
     model = make(norm, placement, dtype=torch.float32, xl={"cutoffs": (20,), "div_val": 2})
     names = {n for n, m in model.named_modules() if type(m) is NORMS[norm]}
-    expected = {f"layers.{i}.{k}" for i in range(2) for k in ("attn_norm", "ffn_norm")}
-    assert names == (expected | ({"final_norm"} if placement == "pre" else set()))
+    expected = {f"decoder.layers.{i}.{k}" for i in range(2) for k in ("attn_norm", "ffn_norm")}
+    assert names == (expected | ({"decoder.final_norm"} if placement == "pre" else set()))
     model.train()
     toks = tokens()
     nll, memory = model(toks[:, :6], toks[:, 1:7])
@@ -336,7 +336,7 @@ def test_xl_config_rules_and_errors():
 def test_d_head_can_differ_from_d_model_over_heads():
     """The scripts' PTB/WT103 base: one head of width 40 beside d_model 512."""
     model = make(n_heads=1, xl={"d_head": 5})
-    assert model.u.shape == (1, 5) and model.layers[0].attn.q_proj.weight.shape == (5, 16)
+    assert model.u.shape == (1, 5) and model.decoder.layers[0].attn.q_proj.weight.shape == (5, 16)
     nll, _ = model(tokens(), tokens())
     assert torch.isfinite(nll).all()
 

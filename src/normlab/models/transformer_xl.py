@@ -245,6 +245,29 @@ class XLBlock(nn.Module):
         return x, attn_in
 
 
+class XLDecoder(nn.Module):
+    """The stack: ``layers`` of :class:`XLBlock` and, with Pre-Norm, ``final_norm``.
+
+    Named as normlab's other decoders (``decoder.layers.<i>.attn_norm``, ``decoder.final_norm``),
+    so TID records and figures label its norms the same way.
+    """
+
+    def __init__(self, opts: ModelOptions, d_head: int):
+        super().__init__()
+        self.layers = nn.ModuleList(XLBlock(opts, d_head, opts.studied_norm()) for _ in range(opts.n_layers))
+        self.final_norm = opts.studied_final_norm().build(opts.d_model) if opts.placement == "pre" else None
+
+    def forward(self, x, memory, rel, u, v, allowed, pad_mask):
+        """Returns (output, per-layer attention inputs: the next memory before truncation)."""
+        read = []
+        for i, layer in enumerate(self.layers):
+            x, attn_in = layer(x, None if memory is None else memory.states[i], rel, u, v, allowed, pad_mask)
+            read.append(attn_in)
+        if self.final_norm is not None:
+            x = self.final_norm(x, pad_mask)
+        return x, read
+
+
 class TransformerXL(nn.Module):
     """Transformer-XL LM.  ``opts``: sizes, dropout, norm and placement; ``xl``: :class:`XLConfig`.
 
@@ -265,8 +288,7 @@ class TransformerXL(nn.Module):
         self.positions = RelativePositions(d)
         self.u = nn.Parameter(torch.empty(opts.n_heads, d_head))  # Transformer-XL's r_w_bias
         self.v = nn.Parameter(torch.empty(opts.n_heads, d_head))  # r_r_bias
-        self.layers = nn.ModuleList(XLBlock(opts, d_head, opts.studied_norm()) for _ in range(opts.n_layers))
-        self.final_norm = opts.studied_final_norm().build(d) if opts.placement == "pre" else None
+        self.decoder = XLDecoder(opts, d_head)
         self.drop = nn.Dropout(opts.dropout)
         self.out = AdaptiveSoftmax(
             d,
@@ -283,7 +305,7 @@ class TransformerXL(nn.Module):
     def _init_weights(self) -> None:
         """Transformer-XL's: linear weights and u, v ~ N(0, init_std), biases 0 (the adaptive layers
         initialise themselves; the norms keep their own initialisation)."""
-        for m in self.layers.modules():
+        for m in self.decoder.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0.0, self.xl.init_std)
                 if m.bias is not None:
@@ -294,10 +316,13 @@ class TransformerXL(nn.Module):
     def hidden_states(self, tokens, memory=None, pad_mask=None, mem_len=None):
         """The last hidden states (B, Q, D) after dropout, and the next memory."""
         mem_len = self.xl.mem_len if mem_len is None else mem_len
-        if memory is not None and (len(memory.states) != len(self.layers) or memory.states[0].shape[0] != len(tokens)):
+        if memory is not None and (
+            len(memory.states) != len(self.decoder.layers) or memory.states[0].shape[0] != len(tokens)
+        ):
             raise ValueError(
                 f"memory of {len(memory.states)} layers × batch {memory.states[0].shape[0]} does not fit "
-                f"{len(self.layers)} layers × batch {len(tokens)}; pass the memory this model returned for this batch"
+                f"{len(self.decoder.layers)} layers × batch {len(tokens)}; "
+                "pass the memory this model returned for this batch"
             )
         q_len, m_len = tokens.shape[1], 0 if memory is None else memory.length
         key_pad = _key_pad(memory, pad_mask, tokens.shape, tokens.device)
@@ -305,12 +330,7 @@ class TransformerXL(nn.Module):
         allowed = attention_mask(q_len, m_len, key_pad, tokens.device, window)
         x = self.drop(self.embed(tokens))
         rel = self.drop(self.positions(m_len + q_len, self.xl.clamp_len, x.dtype))
-        read = []
-        for i, layer in enumerate(self.layers):
-            x, attn_in = layer(x, None if memory is None else memory.states[i], rel, self.u, self.v, allowed, pad_mask)
-            read.append(attn_in)
-        if self.final_norm is not None:
-            x = self.final_norm(x, pad_mask)
+        x, read = self.decoder(x, memory, rel, self.u, self.v, allowed, pad_mask)
         return self.drop(x), _next_memory(memory, read, key_pad, mem_len)
 
     def forward(self, tokens, targets=None, memory=None, pad_mask=None, mem_len=None):
