@@ -163,6 +163,22 @@ def test_learn_bpe_merge_order_worked_out_by_hand():
     assert mt.learn_bpe(["ab ab cd"], 10) == "#version: 0.2\na b</w>\n"
 
 
+def test_learning_from_counted_words_equals_subword_nmt_on_the_text():
+    import contextlib
+    import io
+    import random
+
+    from subword_nmt.learn_bpe import learn_bpe
+
+    rng = random.Random(0)
+    vocab = ["low", "lower", "newest", "widest", "new", "wide", "a", "the", "sheep", "&apos;s"]
+    lines = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 9))) for _ in range(300)]
+    text, codes = io.StringIO("".join(line + "\n" for line in lines)), io.StringIO()
+    with contextlib.redirect_stderr(io.StringIO()):
+        learn_bpe(text, codes, 60)
+    assert mt.learn_bpe(lines, 60) == codes.getvalue()
+
+
 def test_apply_bpe_and_remove_it_again():
     bpe = mt.BpeCodes(mt.learn_bpe(CORPUS, 4))
     lines = ["lower lowest newer low", "x", ""]

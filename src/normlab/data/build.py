@@ -102,6 +102,7 @@ def _moses_bpe_text(parsed: Parsed, opts: dict):
         "compound_split": bool(opts.get("compound_split", False)),
         "bpe_merges": opts["bpe_merges"],
         "bpe_symbol": mt.BPE_SYMBOL,
+        "tools": mt.tool_versions(),
     }
 
     def encode(split, side, texts):

@@ -266,15 +266,30 @@ def clean_corpus(
 def learn_bpe(lines: Iterable[str], merges: int, *, min_frequency: int = 2) -> str:
     """subword-nmt ``learn_bpe.py -s MERGES`` on ``lines`` (the scripts: the concatenated tokenised
     training text of both sides).  Returns the codes file's text (``#version: 0.2`` + one merge a
-    line, in the order learned)."""
+    line, in the order learned).
+
+    The words are counted here as subword-nmt counts them (split on single spaces, first-seen order)
+    and handed to it as a word-count dictionary (its ``--dict-input``): the same codes, without a
+    second copy of a corpus of millions of lines in memory."""
     from contextlib import redirect_stderr
 
     from subword_nmt.learn_bpe import learn_bpe as _learn
 
+    counts: Counter[str] = Counter()
+    for line in lines:
+        counts.update(w for w in line.strip("\r\n ").split(" ") if w)
     out = io.StringIO()
     with redirect_stderr(io.StringIO()):  # its progress bar, and "no pair has frequency >= 2. Stopping"
-        _learn(io.StringIO("".join(line + "\n" for line in lines)), out, merges, min_frequency=min_frequency)
+        _learn(io.StringIO("".join(f"{w} {c}\n" for w, c in counts.items())), out, merges,
+               min_frequency=min_frequency, is_dict=True)
     return out.getvalue()
+
+
+def tool_versions() -> dict[str, str]:
+    """The versions of the tools that made the text (recorded in the prepared meta.json)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("sacremoses", "subword-nmt")}
 
 
 class BpeCodes:
