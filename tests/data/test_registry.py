@@ -168,6 +168,10 @@ def test_iwslt14_layout_and_fairseq_split(tmp_path):
     # the untokenised targets, for sacreBLEU
     assert parsed.references["valid"] == ["Sentence 22", "Sentence 45"]
     assert parsed.references["test"][0] == "Hello IWSLT14.TED.dev2010"
+    with (tmp_path / "de-en" / "train.tags.de-en.en").open("a") as f:
+        f.write("one line too many\n")
+    with pytest.raises(ParseError, match=r"train.tags.de-en.en: 47 lines, but train.tags.de-en.de has 46"):
+        translation_paper.parse_iwslt14({translation_paper.IWSLT14_TGZ.key: tmp_path})
 
 
 def test_wmt16_layout(tmp_path):
