@@ -99,6 +99,15 @@ def test_moses_tokenizer_with_the_scripts_defaults():
     assert mt.moses_tokenize(["E-Mail-Konto"], "de", aggressive_dash_splits=True) == ["E @-@ Mail @-@ Konto"]
 
 
+def test_tokenizing_and_bpe_in_worker_processes_keep_the_order(monkeypatch):
+    monkeypatch.setattr(mt, "PARALLEL_FROM", 0)
+    lines = [f"It's line {i}, isn't it?" for i in range(40)]
+    tokenized = mt.moses_tokenize(lines, "en", workers=2)
+    assert tokenized == [f"It &apos;s line {i} , isn &apos;t it ?" for i in range(40)]
+    bpe = mt.BpeCodes(mt.learn_bpe(tokenized, 20))
+    assert bpe.apply(tokenized, workers=2) == bpe.segment(tokenized)
+
+
 def test_detokenize_undoes_the_tokenizer_mostly():
     for lang, line in (("en", "It's a well-known fact, isn't it? \"Yes\" & no."), ("de", "Gut, oder? Ja (wirklich)!")):
         assert mt.detokenize(mt.moses_tokenize([line], lang)[0], lang) == line

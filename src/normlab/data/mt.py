@@ -154,9 +154,12 @@ def default_workers() -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+PARALLEL_FROM = 20_000  # fewer lines than this are processed in this process (starting workers costs ~1 s)
+
+
 def _map(fn: Callable[[list[str]], list[str]], lines: list[str], workers: int) -> list[str]:
     """``fn`` over ``lines`` in order, in ``workers`` processes (1: in this one)."""
-    if workers <= 1 or len(lines) < 20_000:
+    if workers <= 1 or len(lines) < PARALLEL_FROM:
         return fn(lines)
     from multiprocessing import get_context
 
