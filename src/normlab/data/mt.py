@@ -29,6 +29,7 @@ Loops here run once per sentence, at preparation or scoring time.
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -149,9 +150,8 @@ def _collapse(line: str) -> str:
 
 def default_workers() -> int:
     """Processes for tokenising and applying BPE to large corpora (the scripts' ``-threads 8``)."""
-    import os
-
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus))
 
 
 PARALLEL_FROM = 20_000  # fewer lines than this are processed in this process (starting workers costs ~1 s)
