@@ -90,8 +90,8 @@ def wmt16_en_de(root: Path) -> dict:
     dev.mkdir(parents=True)
     (dev / "newstest2013.en").write_text("valid\n")
     (dev / "newstest2013.de").write_text("gültig\n")
-    (dev / "newstest2014-deen-src.en.sgm").write_text('<srcset>\n<seg id="1">Test &quot;x&quot;</seg>\n')
-    (dev / "newstest2014-deen-ref.de.sgm").write_text('<refset>\n<seg id="1">Prüfung</seg>\n')
+    (dev / "newstest2014-deen-ref.en.sgm").write_text('<refset>\n<seg id="1">Test &quot;x&quot;</seg>\n')
+    (dev / "newstest2014-deen-src.de.sgm").write_text('<srcset>\n<seg id="1">Prüfung</seg>\n')
     paths[translation_paper.WMT16_ARTIFACTS[3].key] = dev.parent
     return paths
 

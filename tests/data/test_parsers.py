@@ -129,30 +129,6 @@ def test_email_and_non_email(tmp_path):
         P.read_email_text(junk)
 
 
-def test_iwslt_tags_xml_and_sgm(tmp_path):
-    tags = tmp_path / "train.tags.de-en.de"
-    tags.write_text("<url>http://www.ted.com/talks/x</url>\n<talkid>1</talkid>\nHallo Welt .\nZweiter Satz\n")
-    assert P.read_iwslt_train_tags(tags) == ["Hallo Welt .", "Zweiter Satz"]
-    tags.write_text("<url>http://www.ted.com/talks/x\nok\n")
-    with pytest.raises(ParseError, match=r"train.tags.de-en.de:1: unterminated"):
-        P.read_iwslt_train_tags(tags)
-    xml = tmp_path / "IWSLT14.TED.dev2010.de-en.de.xml"
-    xml.write_text(
-        '<mteval>\n<doc docid="1">\n<seg id="1"> Guten Tag &amp; so </seg>\n<seg id="2">Ja</seg>\n'
-    )
-    assert P.read_seg_file(xml) == ["Guten Tag & so", "Ja"]
-    xml.write_text('<seg id="1"> never closed\n')
-    with pytest.raises(ParseError, match=r"de.xml:1: a <seg> without"):
-        P.read_seg_file(xml)
-
-
-def test_parallel_lines_must_align(tmp_path):
-    (tmp_path / "a.en").write_text("one\ntwo\n")
-    (tmp_path / "a.de").write_text("eins\n")
-    with pytest.raises(ParseError, match=r"a.de:2: parallel files differ in length"):
-        P.read_parallel_lines(tmp_path / "a.en", tmp_path / "a.de")
-
-
 def test_lm_lines_and_bad_encoding(tmp_path):
     ptb = tmp_path / "ptb.train.txt"
     ptb.write_text(" aer banknote berlitz \n\n = Title = \n the <unk> N years\n")

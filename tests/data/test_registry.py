@@ -165,18 +165,29 @@ def test_iwslt14_layout_and_fairseq_split(tmp_path):
         "hallo iwslt14.ted.dev2010",
         "hello iwslt14.ted.dev2010",
     )
+    # the untokenised targets, for sacreBLEU
+    assert parsed.references["valid"] == ["Sentence 22", "Sentence 45"]
+    assert parsed.references["test"][0] == "Hello IWSLT14.TED.dev2010"
+    with (tmp_path / "de-en" / "train.tags.de-en.en").open("a") as f:
+        f.write("one line too many\n")
+    with pytest.raises(ParseError, match=r"train.tags.de-en.en: 47 lines, but train.tags.de-en.de has 46"):
+        translation_paper.parse_iwslt14({translation_paper.IWSLT14_TGZ.key: tmp_path})
 
 
 def test_wmt16_layout(tmp_path):
     parsed = translation_paper.parse_wmt16(LAYOUTS["wmt16_en_de"](tmp_path))
+    # the pair with an empty English line goes in clean-corpus-n
     assert parsed.splits["train"] == [
         ("europarl-v7 one", "europarl-v7 eins"),
         ("commoncrawl one", "commoncrawl eins"),
         ("news-commentary-v11 one", "news-commentary-v11 eins"),
     ]
+    # tokenised as the recipe does: the SGML entities are not unescaped first (input-from-sgm.perl)
     assert parsed.splits["valid"] == [("valid", "gültig")] and parsed.splits["test"] == [
-        ('Test "x"', "Prüfung")
+        ("Test &amp; quot ; x &amp; quot ;", "Prüfung")
     ]
+    assert parsed.references == {"valid": ["gültig"], "test": ["Prüfung"]}
+    assert parsed.raw_counts == {"train_lines": 6, "after_clean_corpus": 3}
 
 
 def test_ptb_and_wikitext_layouts(tmp_path):

@@ -31,6 +31,10 @@ Python API (what the training engine calls)
     label_names   tuple of class / tag names, index = label id
     tokenizer     tokenizers.Tokenizer (text families); `split.decode(ids)` detokenises, e.g.
                   hypotheses for sacreBLEU
+    references    the papers' translation data (Moses + subword-nmt, normlab.data.mt): the
+                  untokenised targets of valid/test (`split.reference(i)`), and `split.target_text()`
+                  ids -> BPE tokens -> Moses-tokenised text -> detokenised text
+    meta          meta.json (translation: `source_eos`; the papers' data: `text`, the recipe)
 Sequences are stored without <bos>/<eos> except LM (which has <eos>); the trainer adds them.
 Special ids: translation <pad>=0 <unk>=1 <bos>=2 <eos>=3; LM <pad>=0 <unk>=1 <eos>=2; tagging and
 classification <pad>=0 <unk>=1.

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import mt
 from . import text as T
 
 
@@ -28,11 +29,14 @@ class Parsed:
         classification list of (text, label name)
     label_names: fixed label order (images, classification, tagging); derived if empty.
     raw_counts: counts taken straight from the source files, for the card.
+    references: translation data whose pairs are tokenised text: split -> the untokenised target of
+        each pair (what sacreBLEU scores against), stored beside the ids.
     """
 
     splits: dict[str, Any]
     label_names: tuple[str, ...] = ()
     raw_counts: dict = field(default_factory=dict)
+    references: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _distribution(ids: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
@@ -58,17 +62,81 @@ def build_image(parsed: Parsed, opts: dict):
     return meta, stats, arrays, None
 
 
-def build_translation(parsed: Parsed, opts: dict):
-    train = parsed.splits["train"]
-    tok = T.train_bpe((s for pair in train for s in pair), opts.get("bpe_vocab_size", 8000))
+def _hf_bpe_text(parsed: Parsed, opts: dict):
+    """The default corpus's subwords: HF SentencePiece-style BPE learned on the raw training text."""
+    tok = T.train_bpe((s for pair in parsed.splits["train"] for s in pair), opts.get("bpe_vocab_size", 8000))
     vocab = tok.get_vocab()
-    unk = vocab[T.UNK]
+    specials = {"pad_id": vocab[T.PAD], "unk_id": vocab[T.UNK], "bos_id": vocab[T.BOS], "eos_id": vocab[T.EOS]}
+    return tok, lambda split, side, texts: T.encode_flat(tok, texts), tok.get_vocab_size(), specials, {}
+
+
+def _moses_bpe_text(parsed: Parsed, opts: dict):
+    """The papers' subwords, as fairseq's scripts make them from the Moses-tokenised text that the
+    parse step returns: joint subword-nmt BPE learned on the training text of both sides
+    (concatenated in ``bpe_learn_order``), applied to every split; a joined dictionary as
+    fairseq-preprocess ``--joined-dictionary [--nwordssrc nwords]`` builds it."""
+    workers = mt.default_workers()
+    train = parsed.splits["train"]
+    sides = {"source": 0, "target": 1}
+    codes = mt.learn_bpe(
+        (pair[sides[side]] for side in opts["bpe_learn_order"] for pair in train), opts["bpe_merges"]
+    )
+    bpe = mt.BpeCodes(codes)
+    pieces = {
+        (split, side): bpe.apply([p[sides[side]] for p in pairs], workers)
+        for split, pairs in parsed.splits.items()
+        for side in sides
+    }
+    symbols = mt.joined_dictionary(
+        (line for side in sides for line in pieces["train", side]), T.SEQ2SEQ_SPECIALS, nwords=opts.get("nwords")
+    )
+    vocabulary = mt.MosesBpeVocabulary(tuple(symbols), codes)
+    index = {s: i for i, s in enumerate(symbols)}
+    specials = {f"{name}_id": index[tok] for name, tok in zip(("pad", "unk", "bos", "eos"), T.SEQ2SEQ_SPECIALS,
+                                                                   strict=True)}
+    text = {
+        "pipeline": mt.PIPELINE,
+        "source_lang": opts["source_lang"],
+        "target_lang": opts["target_lang"],
+        "lowercase": bool(opts.get("lowercase", False)),
+        "compound_split": bool(opts.get("compound_split", False)),
+        "bpe_merges": opts["bpe_merges"],
+        "bpe_symbol": mt.BPE_SYMBOL,
+        "tools": mt.tool_versions(),
+    }
+
+    def encode(split, side, texts):
+        return mt.encode(pieces[split, side], index, specials["unk_id"])
+
+    return vocabulary, encode, len(symbols), specials, {"text": text}
+
+
+def _text_array(lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings -> their UTF-8 bytes flat (uint8) + int64 offsets (n+1), the prepared-array form of text."""
+    encoded = [line.encode("utf-8") for line in lines]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), offsets
+
+
+def build_translation(parsed: Parsed, opts: dict):
+    """Subwords by ``opts["text"]``: ``"moses+subword-nmt"`` (the papers' datasets: Moses-tokenised
+    text from the parse step, subword-nmt BPE, a fairseq joined dictionary, and the untokenised
+    references of ``parsed.references`` kept for sacreBLEU) or the HF BPE of the default corpus."""
+    moses = opts.get("text") == mt.PIPELINE
+    tok, encode, vocab_size, specials, extra = (_moses_bpe_text if moses else _hf_bpe_text)(parsed, opts)
+    train = parsed.splits["train"]
+    unk = specials["unk_id"]
     train_words = [Counter(w for p in train for w in p[side].split()) for side in (0, 1)]
     arrays, stats = {}, {}
     for split, pairs in parsed.splits.items():
-        src_ids, src_off = T.encode_flat(tok, [p[0] for p in pairs])
-        tgt_ids, tgt_off = T.encode_flat(tok, [p[1] for p in pairs])
+        src_ids, src_off = encode(split, "source", [p[0] for p in pairs])
+        tgt_ids, tgt_off = encode(split, "target", [p[1] for p in pairs])
         arrays[split] = {"tokens": src_ids, "offsets": src_off, "target": tgt_ids, "target_offsets": tgt_off}
+        if split in parsed.references:
+            if len(parsed.references[split]) != len(pairs):
+                raise ValueError(f"{split}: {len(parsed.references[split])} references for {len(pairs)} pairs")
+            arrays[split]["reference_text"], arrays[split]["reference_offsets"] = _text_array(parsed.references[split])
         words = [[w for p in pairs for w in p[side].split()] for side in (0, 1)]
         stats[split] = {
             "examples": len(pairs),
@@ -89,12 +157,11 @@ def build_translation(parsed: Parsed, opts: dict):
         }
     meta = {
         "family": "translation",
-        "vocab_size": tok.get_vocab_size(),
-        "pad_id": vocab[T.PAD],
-        "unk_id": unk,
-        "bos_id": vocab[T.BOS],
-        "eos_id": vocab[T.EOS],
+        "vocab_size": vocab_size,
+        **specials,
         "shared_vocabulary": True,
+        "source_eos": bool(opts.get("source_eos", False)),
+        **extra,
     }
     return meta, stats, arrays, tok
 

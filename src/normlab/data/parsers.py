@@ -4,8 +4,9 @@
 Formats covered (each tested on small files in the real format, see tests/data/test_parsers.py):
   IDX (MNIST/Fashion-MNIST), CIFAR-10 binary batches, SWORD zText (Bible modules), Brown `word/tag`
   files, CoNLL column files (CoNLL-2003, WNUT-16, RESUME), label/text CSV (Pang & Lee, Yelp,
-  DBpedia), RFC-822 e-mails (SpamAssassin), IWSLT `train.tags.*` and `*.xml`, WMT `.sgm`, line-aligned
-  parallel text, one-sentence-per-line LM text (PTB, WikiText), IMDB's aclImdb folder tree.
+  DBpedia), RFC-822 e-mails (SpamAssassin), one-sentence-per-line LM text (PTB, WikiText), IMDB's
+  aclImdb folder tree.  The papers' translation files (IWSLT `train.tags.*` and `*.xml`, WMT text and
+  `.sgm`) are read as fairseq's scripts read them, by `normlab.data.mt`.
 """
 
 from __future__ import annotations
@@ -294,56 +295,6 @@ def _known_charset(name: str | None) -> bool:
         return True
     except LookupError:
         return False
-
-
-# --------------------------------------------------------------------------------------------- translation
-
-
-def read_iwslt_train_tags(path: Path) -> list[str]:
-    """IWSLT `train.tags.de-en.de`: one sentence per line, interleaved with XML meta lines
-    (`<url>`, `<talkid>`, `<keywords>`, ...) which are dropped."""
-    out = []
-    for lineno, line in enumerate(read_lines(path), start=1):
-        s = line.strip()
-        if s.startswith("<"):
-            if not s.endswith(">"):
-                raise ParseError(path, lineno, f"unterminated meta line {s[:60]!r}")
-            continue
-        out.append(s)
-    return out
-
-
-_SEG = re.compile(r"<seg[^>]*>(.*?)</seg>")
-
-
-def read_seg_file(path: Path) -> list[str]:
-    """IWSLT `*.xml` and WMT `*.sgm`: the text of each `<seg id=...>...</seg>`, in order."""
-    out = []
-    for lineno, line in enumerate(read_lines(path), start=1):
-        if "<seg" not in line:
-            continue
-        m = _SEG.search(line)
-        if m is None:
-            raise ParseError(path, lineno, "a <seg> without its closing </seg> on the same line")
-        out.append(html.unescape(m.group(1)).strip())
-    return out
-
-
-def read_parallel_lines(src: Path, tgt: Path) -> list[tuple[str, str]]:
-    a, b = read_lines(src), read_lines(tgt)
-    if len(a) != len(b):
-        raise ParseError(
-            tgt,
-            min(len(a), len(b)) + 1,
-            f"parallel files differ in length: {src.name} has {len(a)} lines, {tgt.name} {len(b)}",
-        )
-    return [(x.strip(), y.strip()) for x, y in zip(a, b, strict=True)]
-
-
-def zip_segments(src_path: Path, src: list[str], tgt_path: Path, tgt: list[str]) -> list[tuple[str, str]]:
-    if len(src) != len(tgt):
-        raise ParseError(tgt_path, None, f"{len(tgt)} segments, but {src_path.name} has {len(src)}")
-    return list(zip(src, tgt, strict=True))
 
 
 # --------------------------------------------------------------------------------------------- LM and IMDB

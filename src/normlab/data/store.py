@@ -6,10 +6,14 @@ Layout of `CACHE/prepared/NAME/`:
     inputs.json                size and sha256 of every unpacked source member it was built from
     verified.json              present once every file was hashed and matched meta.json (first load)
     card.json                  the data card (see cards.py)
-    tokenizer.json             HuggingFace tokenizer (text datasets; translation: shared source/target)
+    tokenizer.json             HuggingFace tokenizer (text datasets; translation: shared source/target;
+                               Moses + subword-nmt data: the word-level dictionary of BPE tokens)
+    bpe_codes.txt              Moses + subword-nmt data: the subword-nmt codes (normlab.data.mt)
     SPLIT/FIELD.npy            arrays, loaded memory-mapped:
         tokens.npy, offsets.npy       flat int32 ids + int64 offsets (n+1) of each sequence
         target.npy, target_offsets.npy  translation target side
+        reference_text.npy, reference_offsets.npy  Moses-tokenised translation data: the untokenised
+                                      target of each pair (UTF-8 bytes + offsets), for sacreBLEU
         tags.npy                      int16 label id per token (sequence labelling), aligned with tokens
         labels.npy                    int64 label per example (classification, images)
         images.npy                    uint8 (N, H, W) or (N, H, W, C)
@@ -60,7 +64,8 @@ class DatasetSplit:
     """One split of a prepared dataset.  Which fields are set depends on `family`:
 
     image:          images (N,H,W[,C]) uint8, labels (N,) int64
-    translation:    tokens (source), target (TokenSequences), tokenizer shared by both sides
+    translation:    tokens (source), target (TokenSequences), tokenizer shared by both sides;
+                    references (UTF-8 bytes of the untokenised targets) for Moses-tokenised data
     lm:             tokens (one sequence per sentence, each ending in <eos>; `tokens.ids` is the stream)
     tagging:        tokens, tags (TokenSequences of label ids, same offsets as tokens)
     classification: tokens, labels (N,) int64
@@ -82,6 +87,8 @@ class DatasetSplit:
     images: np.ndarray | None = None
     tokenizer: Tokenizer | None = None
     meta: dict = field(default_factory=dict)
+    references: TokenSequences | None = None
+    _text: object = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         if self.images is not None:
@@ -89,10 +96,29 @@ class DatasetSplit:
         return len(self.tokens) if self.tokens is not None else 0
 
     def decode(self, ids) -> str:
-        """Detokenise ids (specials skipped): BPE pieces are merged back into words."""
+        """Detokenise ids (specials skipped): BPE pieces are merged back into words (and, for data
+        prepared with Moses + subword-nmt, the Moses tokenisation undone: see `target_text`)."""
         if self.tokenizer is None:
             raise ValueError(f"{self.name} has no tokenizer (family {self.family})")
+        text = self.target_text()
+        if text is not None:
+            return text.detokenized(ids)
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def target_text(self):
+        """`normlab.data.mt.MosesBpeText` for data prepared with Moses + subword-nmt (ids -> BPE
+        tokens -> Moses-tokenised text -> plain text), None otherwise."""
+        if self._text is None and self.tokenizer is not None:
+            from .mt import target_text
+
+            self._text = target_text(self.meta, self.tokenizer) or False
+        return self._text or None
+
+    def reference(self, i: int) -> str:
+        """The untokenised target of pair i (Moses-tokenised data keeps it for sacreBLEU)."""
+        if self.references is None:
+            raise ValueError(f"{self.name} {self.split} keeps no untokenised references")
+        return bytes(self.references[i]).decode("utf-8")
 
 
 def write_prepared(
@@ -237,4 +263,7 @@ def load_split(folder: Path, name: str, split: str, *, mmap: bool = True, verify
         images=arr("images"),
         tokenizer=Tokenizer.from_file(str(tok_path)) if tok_path.exists() else None,
         meta=meta,
+        references=TokenSequences(arr("reference_text"), arr("reference_offsets"))
+        if (folder / split / "reference_text.npy").exists()
+        else None,
     )

@@ -14,7 +14,7 @@ import numpy as np
 from .examples import SPLITS, TaskData
 from .families import SyntheticOptions, get_family
 
-NORMLAB_DATA_OPTIONS = ("cache", "max_examples", "max_eval_examples", "max_len", "length_range")
+NORMLAB_DATA_OPTIONS = ("cache", "max_examples", "max_eval_examples", "max_len", "length_range", "source_eos")
 
 
 def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
@@ -28,7 +28,9 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
     documents such as e-mails would otherwise exceed a token budget), and ``length_range`` ([min, max]:
     keep only the examples of that many tokens -- the source of a translation pair, an LM sentence
     without its ``<eos>`` -- in every split, before the limits; the scale study's batch composition:
-    many short vs few long sentences in the same token budget).
+    many short vs few long sentences in the same token budget), and ``source_eos`` (translation: end
+    every source sentence in EOS, as fairseq's binarised data does; default: what the prepared dataset
+    says, true for the papers' translation datasets).  The family gets the options in ``info["options"]``.
     """
     from normlab import data
 
@@ -68,7 +70,7 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
         if len(index) == 0:
             raise ValueError(f"dataset {name!r}: no {split_name} examples left with data.options {options}")
         examples[split_name] = kind.select(split, index, options.get("max_len"))
-    return kind.task_data(train, examples, {"dataset": name, "examples": used})
+    return kind.task_data(train, examples, {"dataset": name, "examples": used, "options": dict(options)})
 
 
 def synthetic_task(

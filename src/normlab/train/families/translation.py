@@ -1,11 +1,21 @@
 """Translation: an encoder–decoder learns the target sentence from the source; BLEU by beam search.
 
-Stored example: ``Examples(source=Sequences, target=Sequences)`` (no BOS/EOS: the batch adds them).
+Stored examples: :class:`TranslationExamples` (``source``, ``target`` id sequences without BOS/EOS —
+the batch adds them — and, for data prepared with Moses, ``reference``: the untokenised target as
+UTF-8 bytes), which also say whether every source sentence ends in EOS (fairseq's binarised data
+does: ``source_eos``) and how ids become the text BLEU scores (:class:`BleuText`).
+
+Decoding reports two BLEU flavours (``normlab.metrics``): ``bleu``, sacreBLEU on detokenised text
+(with ``bleu_signature``), and ``bleu_tok``, tokenised BLEU as fairseq-generate ``--remove-bpe``
+reports it (with ``bleu_tok_signature``) — the one the papers' numbers are comparable with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -18,42 +28,107 @@ from ..examples import N_SPECIAL, Batch, Examples, Sequences, TaskData
 from .base import SyntheticOptions, TextFamily, token_targets
 
 
+@dataclass(frozen=True)
+class BleuText:
+    """How target ids become the strings the two BLEU flavours score.
+
+    ``detokenized(ids)``: plain text (sacreBLEU's input).  ``tokenized(ids, reference)``: the text
+    tokenised BLEU counts words in (Moses data: BPE removed, an unknown reference token written
+    ``<<unk>>`` as fairseq-generate does; None: sacreBLEU's 13a tokenisation of the plain text).
+    ``lowercase``: the data is lowercased (sacreBLEU then lowercases too: ``case:lc``);
+    ``compound_split``: tokenised BLEU after fairseq's compound splitting (WMT En-De).
+    """
+
+    detokenized: Callable[[list[int]], str]
+    tokenized: Callable[[list[int], bool], str] | None = None
+    lowercase: bool = False
+    compound_split: bool = False
+
+    def tokenized_text(self, ids: list[int], reference: bool) -> str:
+        if self.tokenized is not None:
+            return self.tokenized(ids, reference)
+        return _tokenizer_13a()(self.detokenized(ids))
+
+    @property
+    def tokenized_signature(self) -> str:
+        """What ``bleu_tok`` was computed on, in sacreBLEU's signature style."""
+        tok = "moses+bpe-removed" if self.tokenized is not None else "13a"
+        return "|".join([
+            "nrefs:1", f"case:{'lc' if self.lowercase else 'mixed'}", f"tok:{tok}",
+            f"compound:{'yes' if self.compound_split else 'no'}", "smooth:none", "scorer:fairseq-bleu4",
+        ])
+
+    @classmethod
+    def of_split(cls, split) -> BleuText:
+        """The BleuText of a prepared ``normlab.data`` translation split."""
+        text = split.target_text()
+        if text is None:
+            return cls(split.decode)
+        options = split.meta.get("text", {})
+        return cls(text.detokenized, lambda ids, reference: text.tokenized(ids, escape_unk=reference),
+                   lowercase=bool(options.get("lowercase")), compound_split=bool(options.get("compound_split")))
+
+
+class TranslationExamples(Examples):
+    """The examples of a translation split (fields ``source``, ``target`` and optionally ``reference``),
+    whether their sources end in EOS, and how their ids become text (None: ``TaskData.detokenize``)."""
+
+    def __init__(self, *, source_eos: bool = False, text: BleuText | None = None, **fields):
+        super().__init__(**fields)
+        self.source_eos, self.text = bool(source_eos), text
+
+
 class Translation(TextFamily):
     name = "translation"
     model_class = TranslationTransformer
     score = "ppl"
     decodes = True
 
-    def select(self, split, index: np.ndarray, max_len: int | None) -> Examples:
-        return Examples(source=Sequences.select(split.tokens, index), target=Sequences.select(split.target, index))
+    def select(self, split, index: np.ndarray, max_len: int | None) -> TranslationExamples:
+        fields = dict(source=Sequences.select(split.tokens, index), target=Sequences.select(split.target, index))
+        if split.references is not None:
+            fields["reference"] = Sequences.select(split.references, index)
+        return TranslationExamples(source_eos=bool(split.meta.get("source_eos", False)), **fields)
 
     def task_data(self, train, splits: dict[str, object], info: dict) -> TaskData:
+        """``data.options.source_eos`` (true/false) overrides the dataset's own (its meta.json says
+        ``source_eos``: true for the papers' datasets, as fairseq binarises them)."""
+        source_eos = info.get("options", {}).get("source_eos")
+        if source_eos is not None and not isinstance(source_eos, bool):
+            raise ValueError(f"data.options.source_eos: {source_eos!r} is not valid; valid values: true, false")
+        text = BleuText.of_split(train)
+        for examples in splits.values():
+            if source_eos is not None:
+                examples.source_eos = source_eos
+            examples.text = text
         task = super().task_data(train, splits, info)
-        task.detokenize = train.decode
+        task.detokenize = text.detokenized
+        task.info["source_eos"] = splits["train"].source_eos
         return task
 
-    def synthetic_examples(self, rng, seqs: list[np.ndarray], options: SyntheticOptions) -> Examples:
+    def synthetic_examples(self, rng, seqs: list[np.ndarray], options: SyntheticOptions) -> TranslationExamples:
         """The target is the source reversed with every id shifted by one (a joined vocabulary)."""
         n_regular = options.vocab_size - N_SPECIAL
         targets = [(s[::-1] - N_SPECIAL + 1) % n_regular + N_SPECIAL for s in seqs]
-        return Examples(source=Sequences.from_list(seqs), target=Sequences.from_list(targets))
+        return TranslationExamples(source=Sequences.from_list(seqs), target=Sequences.from_list(targets))
 
     def synthetic_task_data(self, splits: dict[str, object], options: SyntheticOptions) -> TaskData:
         return TaskData(self.name, splits, vocab_size=options.vocab_size, detokenize=_synthetic_detokenize)
 
     def lengths(self, examples: Examples) -> np.ndarray:
         source, target = examples.fields["source"], examples.fields["target"]
-        return np.maximum(source.lengths, target.lengths + 1)  # the target gets BOS (input) / EOS (output)
+        # the source may end in EOS; the target gets BOS (input) / EOS (output)
+        return np.maximum(source.lengths + _source_eos(examples), target.lengths + 1)
 
     def collate(self, task: TaskData, split: str, indices: np.ndarray) -> Batch:
         examples = task.splits[split]
         source, target = examples.fields["source"], examples.fields["target"]
-        pad = task.pad_id
-        src, src_pad = source.padded(indices, pad)
+        pad, source_eos = task.pad_id, _source_eos(examples)
+        src, src_pad = source.padded(indices, pad, suffix=task.eos_id if source_eos else None)
         prev, prev_pad = target.padded(indices, pad, prefix=task.bos_id)
         out, _ = target.padded(indices, pad, suffix=task.eos_id)
         n_targets = int(target.lengths[indices].sum()) + len(indices)
-        n_tokens = int(source.lengths[indices].sum()) + n_targets
+        n_tokens = int(source.lengths[indices].sum()) + source_eos * len(indices) + n_targets
         tensors = dict(src=src, src_pad=src_pad, prev=prev, prev_pad=prev_pad, target=out)
         return Batch(tensors, n_targets, n_tokens, np.asarray(indices))
 
@@ -75,26 +150,59 @@ class Translation(TextFamily):
 
 
 class BeamSearchBleu:
-    """Beam search on every batch, then corpus BLEU (sacreBLEU) of the detokenized hypotheses."""
+    """Beam search on every batch, then corpus BLEU of the best hypotheses, both flavours: sacreBLEU
+    of the detokenised text against the untokenised references (``bleu``, ``bleu_signature``) and
+    tokenised BLEU as fairseq-generate computes it (``bleu_tok``, ``bleu_tok_signature``)."""
 
     def __init__(self, task: TaskData, split: str, eval_cfg: dict):
-        self.task, self.eval_cfg = task, eval_cfg
-        self.target = task.splits[split].fields["target"]
+        self.eval_cfg = eval_cfg
+        examples = task.splits[split]
+        self.text = getattr(examples, "text", None) or BleuText(task.detokenize)
+        self.target = examples.fields["target"]
+        self.raw = examples.fields.get("reference")
         self.hypotheses: list[str] = []
         self.references: list[str] = []
+        self.tokenized_hypotheses: list[str] = []
+        self.tokenized_references: list[str] = []
 
     def add(self, model, batch: Batch, logits, targets, autocast: AbstractContextManager) -> None:
         t, cfg = batch.tensors, self.eval_cfg
         with autocast:
             hyps = model.beam_search(t["src"], t["src_pad"], beam=cfg["beam"], lenpen=cfg["lenpen"],
-                                     max_len_a=cfg["max_len_a"], max_len_b=cfg["max_len_b"])
-        self.hypotheses += [self.task.detokenize(h) for h in hyps]
-        self.references += [self.task.detokenize(self.target[i].tolist()) for i in batch.indices]
+                                     max_len_a=cfg["max_len_a"], max_len_b=cfg["max_len_b"],
+                                     min_len=cfg.get("min_len", 1))
+        text = self.text
+        for hyp, i in zip(hyps, batch.indices, strict=True):
+            ref = self.target[i].tolist()
+            self.hypotheses.append(text.detokenized(hyp))
+            self.references.append(bytes(self.raw[i]).decode("utf-8") if self.raw is not None
+                                   else text.detokenized(ref))
+            self.tokenized_hypotheses.append(text.tokenized_text(hyp, False))
+            self.tokenized_references.append(text.tokenized_text(ref, True))
 
     def result(self) -> dict:
         if not self.hypotheses:
             return {}
-        return metrics.bleu(self.hypotheses, self.references, self.eval_cfg.get("bleu_tokenize", "13a"))
+        text = self.text
+        out = metrics.bleu(self.hypotheses, self.references, self.eval_cfg.get("bleu_tokenize", "13a"),
+                           lowercase=text.lowercase)
+        hyps, refs = self.tokenized_hypotheses, self.tokenized_references
+        if text.compound_split:
+            hyps, refs = [metrics.compound_split(h) for h in hyps], [metrics.compound_split(r) for r in refs]
+        out["bleu_tok"] = metrics.tokenized_bleu(hyps, refs)
+        out["bleu_tok_signature"] = text.tokenized_signature
+        return out
+
+
+def _source_eos(examples) -> int:
+    return int(getattr(examples, "source_eos", False))
+
+
+@lru_cache(maxsize=1)
+def _tokenizer_13a():
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+    return Tokenizer13a()
 
 
 def _synthetic_detokenize(ids: list[int]) -> str:
