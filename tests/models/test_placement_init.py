@@ -118,6 +118,17 @@ def assert_uniform_bound(t: torch.Tensor, var: float):
     assert float(t.abs().max()) > 0.99 * bound
 
 
+def assert_ffn(ffn, init: str):
+    """fairseq: Xavier weights, zero biases; torch: nn.Linear's U(+-1/sqrt(fan_in)) weights and biases."""
+    for linear, fan_in, fan_out in ((ffn.fc1, D, FF), (ffn.fc2, FF, D)):
+        if init == "fairseq":
+            assert_var(linear.weight, xavier_var(fan_in, fan_out))
+            assert torch.count_nonzero(linear.bias) == 0
+        else:
+            assert_var(linear.weight, torch_default_var(fan_in))
+            assert torch.count_nonzero(linear.bias) == fan_out
+
+
 def test_fairseq_init_matches_fairseq_09_for_attention_ffn_and_embeddings():
     model = big("fairseq")
     for attn in (model.encoder.layers[0].self_attn, model.decoder.layers[0].self_attn,
@@ -133,9 +144,7 @@ def test_fairseq_init_matches_fairseq_09_for_attention_ffn_and_embeddings():
         assert_var(attn.out_proj.weight, xavier_var(D, D))
         assert torch.count_nonzero(attn.out_proj.bias) == 0
     for ffn in (model.encoder.layers[0].ffn, model.decoder.layers[0].ffn):
-        assert_var(ffn.fc1.weight, xavier_var(D, FF))
-        assert_var(ffn.fc2.weight, xavier_var(FF, D))
-        assert torch.count_nonzero(ffn.fc1.bias) == torch.count_nonzero(ffn.fc2.bias) == 0
+        assert_ffn(ffn, "fairseq")
     emb = model.embed.weight
     assert torch.count_nonzero(emb[0]) == 0  # the padding row
     assert float(emb[1:].std()) == pytest.approx(D**-0.5, rel=0.05)
@@ -143,24 +152,21 @@ def test_fairseq_init_matches_fairseq_09_for_attention_ffn_and_embeddings():
 
 def test_torch_init_keeps_pytorchs_defaults():
     model = big("torch")
-    attn, ffn = model.encoder.layers[0].self_attn, model.encoder.layers[0].ffn
+    attn = model.encoder.layers[0].self_attn
     assert_var(attn.q_proj.weight, torch_default_var(D))
     assert_var(attn.out_proj.weight, torch_default_var(D))
     assert torch.count_nonzero(attn.out_proj.bias) == D
-    assert_var(ffn.fc2.weight, torch_default_var(FF))
-    assert torch.count_nonzero(ffn.fc1.bias) == FF
+    assert_ffn(model.encoder.layers[0].ffn, "torch")
+    assert_ffn(model.decoder.layers[0].ffn, "torch")
     assert float(model.embed.weight[1:].std()) == pytest.approx(D**-0.5, rel=0.05)  # every scheme
 
 
 def test_rbn_fork_init_keeps_pytorchs_default_in_the_encoder_ffn_only():
     model = big("rbn_fork")
-    enc_ffn, dec_ffn = model.encoder.layers[0].ffn, model.decoder.layers[0].ffn
-    # the RBN scripts' --encoder-fc1/2 nnlinear: fc1 at half, fc2 at a quarter of Xavier's variance
-    assert_var(enc_ffn.fc1.weight, torch_default_var(D))
-    assert_var(enc_ffn.fc2.weight, torch_default_var(FF))
-    assert torch.count_nonzero(enc_ffn.fc1.bias) == FF
-    assert_var(dec_ffn.fc1.weight, xavier_var(D, FF))
-    assert torch.count_nonzero(dec_ffn.fc1.bias) == 0
+    # the RBN scripts' --encoder-fc1/2 nnlinear: at d 512 / FFN 1024, fc1 at half and fc2 at a quarter
+    # of Xavier's weight variance, non-zero biases; the decoder keeps fairseq's Linear
+    assert_ffn(model.encoder.layers[0].ffn, "torch")
+    assert_ffn(model.decoder.layers[0].ffn, "fairseq")
     assert_var(model.encoder.layers[0].self_attn.q_proj.weight, xavier_var(D, D, 1 / math.sqrt(2)))
 
 
