@@ -113,7 +113,7 @@ def assert_var(t: torch.Tensor, expected: float, rel=0.05):
 
 
 def assert_uniform_bound(t: torch.Tensor, var: float):
-    bound = math.sqrt(3 * var)
+    bound, t = math.sqrt(3 * var), t.detach()
     assert float(t.abs().max()) <= bound * (1 + 1e-6)
     assert float(t.abs().max()) > 0.99 * bound
 
