@@ -248,12 +248,11 @@ def norm_time(mode: Mode, device: torch.device, rng: np.random.Generator) -> lis
     for precision in PRECISIONS:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         x = x64.to(device=device, dtype=dtype).requires_grad_(True)
-        grad_out = torch.randn_like(x)
         cases = {}
         for name in TIMED_NORMS:
             torch.manual_seed(0)
             norm = build_norm(name, mode.norm_shape[-1], **NORM_OPTIONS.get(name, {})).to(device).train()
-            cases[name] = _fwd_bwd(norm, x, pad, grad_out, device, precision, mode.time_inner)
+            cases[name] = _fwd_bwd(norm, x, pad, device, precision, mode.time_inner)
         for fn in cases.values():
             for _ in range(mode.time_warmup):
                 fn()
@@ -270,7 +269,13 @@ def norm_time(mode: Mode, device: torch.device, rng: np.random.Generator) -> lis
     return rows
 
 
-def _fwd_bwd(norm, x, pad, grad_out, device, precision, inner):
+def _fwd_bwd(norm, x, pad, device, precision, inner):
+    """``inner`` training forwards + backwards; the upstream gradient has the output's dtype (a norm
+    under autocast may return float32 for a bf16 input)."""
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out_dtype = norm(x, pad).dtype
+    grad_out = torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=out_dtype)
+
     def run():
         for _ in range(inner):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
