@@ -44,11 +44,13 @@ MEAN_TOKENS = {"conll2003": 14, "resume": 32, "imdb": 270, "yelp_polarity": 160,
 
 
 def vocab_size(name: str) -> int:
+    name = workflow.corpus_of(name)  # a dataset variant has its dataset's shapes
     opts = DATASETS[name].options
     return opts.get("bpe_vocab_size") or opts.get("vocab_size") or FULL_VOCAB.get(name, 0)
 
 
 def tokens_per_step(name: str, run: dict) -> float:
+    name = workflow.corpus_of(name)  # a dataset variant has its dataset's shapes
     train, family = run["train"], DATASETS[name].family
     if family == "image":
         side = 32 if name == "cifar10" else 28
@@ -60,6 +62,7 @@ def tokens_per_step(name: str, run: dict) -> float:
 
 def flops_per_step(name: str, run: dict) -> float:
     """Training FLOPs of one step: 3 x forward, forward = 2 x weights x tokens + attention."""
+    name = workflow.corpus_of(name)  # a dataset variant has its dataset's shapes
     m, family = run["model"], DATASETS[name].family
     d, f, n_enc = m["d_model"], m["d_ff"], m["n_layers"]
     tokens = tokens_per_step(name, run)
@@ -101,6 +104,7 @@ def estimate(config: Path) -> tuple[list[dict], dict]:
 
 def synthetic_like(name: str, run: dict):
     """A synthetic task with the shapes of dataset ``name`` (vocabulary, sentence length, classes, image)."""
+    name = workflow.corpus_of(name)  # a dataset variant has its dataset's shapes
     from normlab.train import synthetic_task
 
     family = DATASETS[name].family

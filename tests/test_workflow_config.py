@@ -26,7 +26,9 @@ def config(name="test"):
         # 2 datasets, each x 3 norms x 3 seeds
         ("scale", (3 * 3 + 2 * (2 + 2 + 2 + 1 + 2)) * 3 * 3),
         ("default", (5 * 2 * 3 + 3 * 2 * 1 + 3 * 1 * 5 - 3) * 3),
-        ("paper", (10 * 2 * 4 + 4 * 2 * 5 - 4 * 2) * 5),
+        # bn_rbn; ln_family (IWSLT14's LN-family variant + 3 datasets sharing ln with bn_rbn); ln_family_code
+        # (Pre-Norm only); modern (ln, bn, rbn shared with bn_rbn)
+        ("paper", (10 * 2 * 4 + (1 * 2 * 5 + 3 * 2 * 5 - 3 * 2) + 1 * 1 * 5 + (5 * 2 * 5 - 5 * 2 * 3)) * 5),
     ],
 )
 def test_every_shipped_config_loads_and_has_the_grid_it_describes(name, n_cells):

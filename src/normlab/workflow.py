@@ -6,6 +6,10 @@ Snakemake.  A configuration (``config/*.yaml``) has:
 
 * ``datasets``: per dataset, the run-config sections (``model``, ``optim``, ``train``, ``eval``),
   ``data_options`` and ``norm_options``; the task comes from the dataset registry;
+  an entry named ``<dataset>.<variant>`` is a *variant* of a configured dataset: that dataset's entry
+  with the variant's sections merged over it, run under its own name (another recipe for the same
+  data, e.g. the LN family's IWSLT14 recipe beside the RBN one); a variant is a setting like a sweep
+  point (its name takes the dataset's place in run ids and paths);
 * ``grids``: named blocks, each a cross product datasets × placements × norms × seeds; the runs are
   the union (a cell in two blocks is one run, listed under both);
 * ``run_defaults`` (applied first), ``norm_options`` (per norm, ``all``/``post``/``pre``) and
@@ -72,6 +76,7 @@ class Cell:
 
 SWEEP_GRID = "sweep"
 LEVEL_LABEL = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
+VARIANT_LABEL = re.compile(r"^[a-z0-9_][a-z0-9_.+-]*$")
 
 
 def corpus_of(setting: str) -> str:
@@ -126,10 +131,47 @@ def _check_sweep(cfg: dict) -> None:
             raise WorkflowConfigError(f"{where}.levels: labels {bad} must be letters, digits, '_', '.', '+', '-'")
 
 
+def variants(datasets: dict) -> list[str]:
+    """The variant entries (``<dataset>.<variant>``) of a ``datasets`` section."""
+    return [name for name in datasets if "." in name]
+
+
+def _check_variants(cfg: dict) -> None:
+    points = {p["setting"] for p in sweep_points(cfg)}
+    for name in variants(cfg["datasets"]):
+        base, label = name.split(".", 1)
+        if base not in cfg["datasets"]:
+            raise WorkflowConfigError(
+                f"datasets.{name}: a variant of {base}, which has no entry under `datasets` (the variant's base)"
+            )
+        if not VARIANT_LABEL.match(label):
+            raise WorkflowConfigError(f"datasets.{name}: the variant label {label!r} must be lower-case letters, "
+                                      "digits, '_', '.', '+', '-'")
+        if name in points:
+            raise WorkflowConfigError(f"datasets.{name}: the same name as a point of the sweep; rename the variant")
+    in_sweep = [d for d in (cfg.get("sweep") or {}).get("datasets", []) if "." in d]
+    if in_sweep:
+        raise WorkflowConfigError(f"sweep.datasets: {', '.join(in_sweep)} are variants; sweep their base dataset")
+
+
+def _with_variant_names(schema: dict, config: dict) -> dict:
+    """The schema with the config's variants of registered datasets added to the dataset names."""
+    names = [n for n in variants(config.get("datasets") or {}) if corpus_of(n) in DATASETS]
+    if not names:
+        return schema
+    schema = copy.deepcopy(schema)
+    schema["$defs"]["dataset_name"] = {"enum": [*schema["$defs"]["dataset_name"]["enum"], *names]}
+    return schema
+
+
 def settings(cfg: dict) -> dict[str, dict]:
-    """Setting name -> its dataset entry: every configured dataset as itself, plus each sweep point
-    (the dataset's entry with the level's patch merged in; ``placement`` stays out of the entry)."""
-    out = dict(cfg["datasets"])
+    """Setting name -> its dataset entry: every configured dataset as itself, each variant as its base
+    entry with the variant merged over it, plus each sweep point (the dataset's entry with the level's
+    patch merged in; ``placement`` stays out of the entry)."""
+    out = {
+        name: merge(cfg["datasets"][corpus_of(name)], entry) if "." in name else entry
+        for name, entry in cfg["datasets"].items()
+    }
     for point in sweep_points(cfg):
         patch = {k: v for k, v in point["patch"].items() if k != "placement"}
         out[point["setting"]] = merge(cfg["datasets"][point["corpus"]], patch)
@@ -148,6 +190,7 @@ def check(config: dict, schema: dict) -> dict:
     """Schema-check a workflow config and fill the defaults; raises WorkflowConfigError."""
     if not isinstance(config, dict):
         raise WorkflowConfigError("a workflow config is a mapping; see config/default.yaml")
+    schema = _with_variant_names(schema, config)
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)
     )
@@ -166,6 +209,7 @@ def check(config: dict, schema: dict) -> dict:
         raise WorkflowConfigError("a workflow config needs `grids` or a `sweep` (or both); see config/default.yaml")
     if cfg.get("sweep"):
         _check_sweep(cfg)
+    _check_variants(cfg)
     for name, grid in cfg["grids"].items():
         unknown = [d for d in grid["datasets"] if d not in cfg["datasets"]]
         if unknown:

@@ -8,6 +8,14 @@ sub-layer with its own norm.  ``placement`` decides where the norm sits:
 
 Every norm is built with :func:`normlab.norms.build_norm` and is called with the padding mask of the
 sequence it normalises, so batch-statistics norms (BN, RBN, PowerNorm) never count padding.
+
+Initialisation (``INITS``), per sub-layer (:class:`BlockConfig` ``attention_init`` / ``ffn_init``):
+
+* ``torch``: PyTorch's defaults (uniform weights and biases, bound 1/√fan_in).
+* ``fairseq``: fairseq 0.9's Transformer.  Attention: q, k and v weights Xavier-uniform with gain
+  1/√2 (each a d×d matrix; our fused key/value projection is initialised as its two halves), their
+  biases PyTorch's default (fairseq does not reset them); the output projection Xavier-uniform
+  with a zero bias.  Feed-forward: both linears Xavier-uniform with zero biases.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from torch import nn
 from normlab.norms import build_norm
 
 PLACEMENTS = ("post", "pre")
+INITS = ("torch", "fairseq")
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 POSITIONS = ("sinusoidal", "learned")
 
@@ -49,18 +58,46 @@ class BlockConfig:
     activation_dropout: float = 0.0
     placement: str = "post"
     activation: str = "relu"  # a key of ACTIVATIONS (ModelOptions checks the values)
+    attention_init: str = "torch"  # INITS
+    ffn_init: str = "torch"  # INITS
+
+
+def fairseq_linear_(linear: nn.Linear, gain: float = 1.0) -> nn.Linear:
+    """fairseq's ``Linear``: Xavier-uniform weight (``gain``), zero bias."""
+    nn.init.xavier_uniform_(linear.weight, gain=gain)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return linear
+
+
+def _check_init(init: str) -> None:
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
 
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention over ``F.scaled_dot_product_attention``; self- or cross-attention."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, init: str = "torch"):
         super().__init__()
+        _check_init(init)
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
         self.q_proj = nn.Linear(d_model, d_model)
         self.kv_proj = nn.Linear(d_model, 2 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.dropout = dropout
+        if init == "fairseq":
+            self._fairseq_init(d_model)
+
+    @torch.no_grad()
+    def _fairseq_init(self, d: int) -> None:
+        # q, k, v: Xavier over each d x d matrix (the key and value halves of kv_proj separately, so the
+        # bound is fairseq's), gain 1/sqrt(2); their biases keep PyTorch's default, as in fairseq 0.9
+        gain = 1 / math.sqrt(2)
+        nn.init.xavier_uniform_(self.q_proj.weight, gain=gain)
+        nn.init.xavier_uniform_(self.kv_proj.weight[:d], gain=gain)
+        nn.init.xavier_uniform_(self.kv_proj.weight[d:], gain=gain)
+        fairseq_linear_(self.out_proj)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, D/H)
         b, t, _ = x.shape
@@ -92,9 +129,13 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, d_model: int, d_ff: int, activation: str, activation_dropout: float):
+    def __init__(self, d_model: int, d_ff: int, activation: str, activation_dropout: float, init: str = "torch"):
         super().__init__()
+        _check_init(init)
         self.fc1, self.fc2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        if init == "fairseq":
+            fairseq_linear_(self.fc1)
+            fairseq_linear_(self.fc2)
         self.act = ACTIVATIONS[activation]()
         self.drop = nn.Dropout(activation_dropout)
 
@@ -112,13 +153,13 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.pre_norm = cfg.placement == "pre"
         self.causal = causal
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout, cfg.attention_init)
         self.attn_norm = norm.build(cfg.d_model)
         self.cross_attn, self.cross_norm = None, None
         if cross_attention:
-            self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout)
+            self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout, cfg.attention_init)
             self.cross_norm = norm.build(cfg.d_model)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.activation_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation, cfg.activation_dropout, cfg.ffn_init)
         self.ffn_norm = norm.build(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -185,7 +226,8 @@ def sinusoidal_positions(n_positions: int, dim: int) -> torch.Tensor:
 class TokenEmbedding(nn.Module):
     """Token embedding scaled by √d plus positions (sinusoidal or learned), then dropout.
 
-    ``weight`` is the token table; output layers may tie to it.
+    ``weight`` is the token table; output layers may tie to it.  The table is N(0, d^-½) with a zero
+    padding row, fairseq's ``Embedding``, under every init scheme.
     """
 
     def __init__(

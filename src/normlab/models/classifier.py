@@ -22,7 +22,7 @@ class SequenceClassifier(nn.Module):
         self.pooling = opts.pooling
         self.embed = opts.token_embedding(vocab_size, pad_id)
         self.encoder = opts.studied_stack()
-        self.head = nn.Linear(opts.d_model, n_classes)
+        self.head = opts.head(opts.d_model, n_classes)
 
     def forward(self, tokens: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits (batch, n_classes)."""

@@ -13,7 +13,7 @@ class SequenceTagger(nn.Module):
         super().__init__()
         self.embed = opts.token_embedding(vocab_size, pad_id)
         self.encoder = opts.studied_stack()
-        self.head = nn.Linear(opts.d_model, n_labels)
+        self.head = opts.head(opts.d_model, n_labels)
 
     def forward(self, tokens: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Label logits (batch, time, n_labels)."""

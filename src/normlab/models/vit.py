@@ -21,7 +21,7 @@ class VisionTransformer(nn.Module):
         self.positions = nn.Parameter(torch.randn(1, n_patches + 1, opts.d_model) * 0.02)
         self.drop = nn.Dropout(opts.dropout)
         self.encoder = opts.studied_stack()
-        self.head = nn.Linear(opts.d_model, n_classes)
+        self.head = opts.head(opts.d_model, n_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits (batch, n_classes) for images (batch, channels, height, width)."""

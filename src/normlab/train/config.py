@@ -16,7 +16,16 @@ import jsonschema
 import yaml
 
 from normlab.models import ModelOptions, check_norm_scope
-from normlab.models.options import ACTIVATIONS, FINAL_NORMS, NORM_SCOPES, PLACEMENTS, POOLINGS, POSITIONS
+from normlab.models.options import (
+    ACTIVATIONS,
+    FINAL_NORMS,
+    MODEL_INITS,
+    NORM_SCOPES,
+    NORM_SITES,
+    PLACEMENTS,
+    POOLINGS,
+    POSITIONS,
+)
 from normlab.norms import NORMS, build_norm
 
 from .families import FAMILIES
@@ -75,12 +84,14 @@ def schema() -> dict:
                     "norm_options": {"type": "object"},
                     "placement": _enum(PLACEMENTS),
                     "norm_scope": _enum(NORM_SCOPES),
+                    "norm_sites": _enum(NORM_SITES),
                     "final_norm": _enum(FINAL_NORMS),
                     "final_norm_options": {"type": "object"},
                     "positions": _enum(POSITIONS),
                     "max_positions": _POS_INT,
                     "pooling": _enum(POOLINGS),
                     "patch_size": _POS_INT,
+                    "init": _enum(MODEL_INITS),
                 }
             ),
             "optim": _obj(

@@ -438,6 +438,8 @@ class _Run:
             "device": str(self.device),
             "norm": self.cfg["model"]["norm"],
             "placement": self.cfg["model"]["placement"],
+            "norm_scope": self.cfg["model"]["norm_scope"],
+            "norm_sites": self.cfg["model"]["norm_sites"],
             "primary_metric": self.family.primary_metric(self.task.tag_scheme),
         }
         if status == "diverged":
