@@ -12,14 +12,12 @@ from .helpers import random_padding
 # Norms whose backward is the exact derivative of their forward (DetachNorm, AdaNorm and PowerNorm
 # are exact by design *not*: they stop or approximate parts of the gradient).
 EXACT = ["ln", "ln_simple", "rmsnorm", "bn", "rbn", "pn_vanilla", "none"]
-# BN and RBN once more with the eager kernel (the default, "auto", is the fused C kernel on CPU)
-EXACT_BUILDS = [(name, {}) for name in EXACT] + [(name, {"kernel": "eager"}) for name in ("bn", "rbn")]
 
 
-@pytest.mark.parametrize(("name", "options"), EXACT_BUILDS, ids=lambda v: v if isinstance(v, str) else str(v))
+@pytest.mark.parametrize("name", EXACT)
 @pytest.mark.parametrize("training", [True, False])
-def test_gradcheck_in_double_precision(name, options, training):
-    norm = build_norm(name, 5, **options).double().train(training)
+def test_gradcheck_in_double_precision(name, training):
+    norm = build_norm(name, 5).double().train(training)
     with torch.no_grad():
         for p in norm.parameters():
             p.add_(torch.randn_like(p) * 0.3)
@@ -28,11 +26,10 @@ def test_gradcheck_in_double_precision(name, options, training):
     assert torch.autograd.gradcheck(lambda t: norm(t, pad), (x,), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", ["auto", "eager"])
-def test_gradcheck_of_the_rbn_penalty(kernel):
+def test_gradcheck_of_the_rbn_penalty():
     # momentum 0 keeps the running statistics fixed between gradcheck's repeated forwards
     for kind in ("diff", "diff2"):
-        rbn = build_norm("rbn", 4, penalty_mean=2.0, penalty_var=0.7, penalty_type=kind, momentum=0.0, kernel=kernel)
+        rbn = build_norm("rbn", 4, penalty_mean=2.0, penalty_var=0.7, penalty_type=kind, momentum=0.0)
         rbn.double()
         x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True) * 1.5 + 0.3
 
