@@ -231,6 +231,10 @@ class RegularizedBatchNorm(MaskedBatchNorm):
         self.penalty_type = penalty_type
         self._penalty: torch.Tensor | None = None
 
+    # Eager under torch.compile: torch 2.13's partitioner recomputes μ̂ − μ_B for the backward from the
+    # running buffer, which the forward has updated in place by then, and scales the gradient by 1 − momentum
+    # (tests/norms/test_compile.py).  One graph break per RBN layer.
+    @torch.compiler.disable
     def _after_training_statistics(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         running_mean, running_var = self.running_mean.detach(), self.running_var.detach()  # constants
         term = mean.new_zeros(())
