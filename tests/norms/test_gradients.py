@@ -5,13 +5,14 @@ import torch
 import torch.nn.functional as F
 
 from normlab.norms import build_norm
+from normlab.norms.power import group_scaling
 from normlab.norms.theory import gradient_theorem_check
 
 from .helpers import random_padding
 
 # Norms whose backward is the exact derivative of their forward (DetachNorm, AdaNorm and PowerNorm
 # are exact by design *not*: they stop or approximate parts of the gradient).
-EXACT = ["ln", "ln_simple", "rmsnorm", "bn", "rbn", "pn_vanilla", "none"]
+EXACT = ["ln", "ln_simple", "rmsnorm", "dyt", "bn", "rbn", "pn_vanilla", "none"]
 
 
 @pytest.mark.parametrize("name", EXACT)
@@ -22,6 +23,15 @@ def test_gradcheck_in_double_precision(name, training):
         for p in norm.parameters():
             p.add_(torch.randn_like(p) * 0.3)
     x = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    pad = random_padding(3, 4)
+    assert torch.autograd.gradcheck(lambda t: norm(t, pad), (x,), eps=1e-6, atol=1e-5)
+
+
+def test_gradcheck_of_group_scaling_and_of_a_group_scaled_pn_vanilla():
+    # GroupScaling (an RMS scaling per token and group, PowerNorm's first step) has an exact backward
+    x = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True) * 2
+    assert torch.autograd.gradcheck(lambda t: group_scaling(t, 3), (x,), eps=1e-6, atol=1e-5)
+    norm = build_norm("pn_vanilla", 6, groups=2).double()
     pad = random_padding(3, 4)
     assert torch.autograd.gradcheck(lambda t: norm(t, pad), (x,), eps=1e-6, atol=1e-5)
 

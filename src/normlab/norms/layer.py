@@ -1,4 +1,4 @@
-"""Per-token norms: LayerNorm and its family (Xu et al. 2019), RMSNorm, and the identity.
+"""Per-token norms: LayerNorm and its family (Xu et al. 2019), RMSNorm, Dynamic Tanh, and the identity.
 
 They normalise each token over its ``dim`` features, so padding cannot change them; ``pad_mask`` is
 accepted for the common signature and checked, nothing more.
@@ -14,7 +14,52 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Norm
+from .base import Norm, as_stat_dtype
+
+
+class _RMSScale(torch.autograd.Function):
+    """y = x / sqrt(mean(x²) + eps) · w over the last dimension (w optional), with a written-out backward.
+
+    F.rms_norm is composite on the CPU (six ops and their autograd, thousands of fresh pages per call);
+    this is one reduction and two passes forward, one matrix-vector product and four passes backward.
+    With r = (mean x² + eps)^-½, x̂ = x·r and g = dy·w:  ∂x = r·(g − x̂·mean(g·x̂)),  ∂w = Σ_tokens dy·x̂.
+    Computed in float32 at least (under autocast too); y and ∂x come back in x's dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        with torch.autocast(x.device.type, enabled=False):
+            x2 = as_stat_dtype(x).reshape(-1, x.shape[-1])
+            r = torch.linalg.vector_norm(x2, dim=1, keepdim=True).square_().div_(x2.shape[1]).add_(eps).rsqrt_()
+            y = torch.mul(x2, r)
+            if weight is None:  # y is x̂: the backward takes it rather than recomputing it
+                ctx.save_for_backward(y, r, None)
+            else:
+                ctx.save_for_backward(x2, r, weight)
+                y.mul_(weight)
+            ctx.shape, ctx.x_dtype = x.shape, x.dtype
+            return y.view(x.shape).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        saved, r, weight = ctx.saved_tensors
+        with torch.autocast(saved.device.type, enabled=False):
+            dy2 = dy.reshape(saved.shape).to(saved.dtype)
+            xhat = saved if weight is None else torch.mul(saved, r)
+            t = torch.mul(dy2, xhat)  # dy·x̂; its buffer is reused for ∂x
+            if weight is None:
+                d_weight, minus_mean_gx = None, t.sum(dim=1, keepdim=True).div_(-saved.shape[1])
+                dx = torch.addcmul(dy2, xhat, minus_mean_gx, out=t)
+            else:
+                d_weight, minus_mean_gx = t.sum(dim=0), torch.mv(t, weight).div_(-saved.shape[1]).unsqueeze(1)
+                dx = torch.mul(dy2, weight, out=t).addcmul_(xhat, minus_mean_gx)
+            dx.mul_(r)
+            return dx.view(ctx.shape).to(ctx.x_dtype), d_weight, None
+
+
+def rms_scale(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """x / sqrt(mean over the last dimension of x² + eps), times ``weight`` when given."""
+    return _RMSScale.apply(x, weight, eps)
 
 
 class LayerNorm(Norm):
@@ -103,7 +148,29 @@ class RMSNorm(Norm):
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, pad_mask)
-        return F.rms_norm(x, (self.dim,), self.weight, self.eps)
+        return rms_scale(x, self.weight, self.eps)
+
+
+class DynamicTanh(Norm):
+    """``dyt``: y = γ ⊙ tanh(α·x) + β (Zhu, Chen, He, LeCun, Liu 2025, "Transformers without Normalization").
+
+    Not a normalisation: an element-wise squashing with one learnable scalar α (``alpha_init``, 0.5 as
+    the paper's default) and a per-channel gain γ (1) and bias β (0), meant to take LayerNorm's place.
+    """
+
+    def __init__(self, dim: int, alpha_init: float = 0.5):
+        super().__init__(dim)
+        self.alpha_init = float(alpha_init)
+        self.alpha = nn.Parameter(torch.tensor(self.alpha_init))
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, pad_mask)
+        return torch.addcmul(self.bias, torch.tanh(self.alpha * x), self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, alpha_init={self.alpha_init}"
 
 
 class NoNorm(Norm):
