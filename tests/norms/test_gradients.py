@@ -59,6 +59,15 @@ def test_gradient_theorem_claim_b3():
     assert not rms.holds and rms.max_mean_error > 1e-3
 
 
+def test_detachnorm_with_nothing_detached_has_ln_simples_gradient():
+    x = torch.randn(2, 3, 16, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 3, 16, dtype=torch.float64)
+    build_norm("detachnorm", 16, detach_mean=False, detach_std=False)(x).backward(g)
+    x2 = x.detach().clone().requires_grad_(True)
+    build_norm("ln_simple", 16)(x2).backward(g)
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
 def test_adanorm_backward_treats_the_scaling_as_a_constant():
     x = torch.randn(2, 3, 16, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, 3, 16, dtype=torch.float64)

@@ -1,7 +1,8 @@
 """Per-token norms: LayerNorm and its family (Xu et al. 2019), RMSNorm, Dynamic Tanh, and the identity.
 
-They normalise each token over its ``dim`` features, so padding cannot change them; ``pad_mask`` is
-accepted for the common signature and checked, nothing more.
+They act on each token alone (normalising it over its ``dim`` features; DyT squashes it element-wise),
+so padding cannot change them; ``pad_mask`` is accepted for the common signature and checked, nothing
+more.
 
 Numerical conventions (all with the biased variance and ``sqrt(var + eps)``, as ``nn.LayerNorm``):
 the AdaNorm authors' code uses the unbiased std and ``(std + eps)``, and the RBN authors' ``layer_1``
@@ -88,11 +89,37 @@ class LayerNormSimple(Norm):
         return F.layer_norm(x, (self.dim,), None, None, self.eps)
 
 
+class _DetachedLayerNorm(torch.autograd.Function):
+    """ŷ = (x − μ)/σ (LN-simple's forward) with no gradient through μ and/or σ where they are detached.
+
+    ∂x = (dy − [μ not detached]·mean(dy) − [σ not detached]·ŷ·mean(dy·ŷ)) / σ over the features: the
+    derivative of ŷ with the detached statistic held constant (both detached: dy/σ).
+    """
+
+    @staticmethod
+    def forward(ctx, x, eps, detach_mean, detach_std):
+        y, _, rstd = torch.native_layer_norm(x, (x.shape[-1],), None, None, eps)
+        ctx.save_for_backward(None if detach_std else y, rstd)
+        ctx.detach_mean = detach_mean
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        y, rstd = ctx.saved_tensors
+        dx = dy
+        if not ctx.detach_mean:
+            dx = dx - dy.mean(dim=-1, keepdim=True)
+        if y is not None:
+            dx = dx - y * (dy * y).mean(dim=-1, keepdim=True)
+        return dx * rstd, None, None, None
+
+
 class DetachNorm(Norm):
     """``detachnorm``: the LN-simple forward with no gradient through the mean and/or the std.
 
     ``detach_mean`` / ``detach_std`` pick which statistic is a "changeable constant"; both True is the
-    paper's DetachNorm, one of them the paper's detach-μ-only / detach-σ-only ablations.
+    paper's DetachNorm, one of them the paper's detach-μ-only / detach-σ-only ablations.  One fused
+    LayerNorm forward and a written-out backward (``_DetachedLayerNorm``).
     """
 
     def __init__(self, dim: int, eps: float = 1e-5, detach_mean: bool = True, detach_std: bool = True):
@@ -103,13 +130,7 @@ class DetachNorm(Norm):
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, pad_mask)
-        mean = x.mean(dim=-1, keepdim=True)
-        std = (x.var(dim=-1, unbiased=False, keepdim=True) + self.eps).sqrt()
-        if self.detach_mean:
-            mean = mean.detach()
-        if self.detach_std:
-            std = std.detach()
-        return (x - mean) / std
+        return _DetachedLayerNorm.apply(x, self.eps, self.detach_mean, self.detach_std)
 
     def extra_repr(self) -> str:
         return f"{self.dim}, detach_mean={self.detach_mean}, detach_std={self.detach_std}"
@@ -132,7 +153,7 @@ class AdaNorm(Norm):
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, pad_mask)
         y = F.layer_norm(x, (self.dim,), None, None, self.eps)
-        return y * (self.scale * (1.0 - self.k * y.detach()))
+        return y * y.detach().mul(-self.scale * self.k).add_(self.scale)  # y · C(1 − k·y), C(1 − k·y) constant
 
     def extra_repr(self) -> str:
         return f"{self.dim}, scale={self.scale}, k={self.k}"

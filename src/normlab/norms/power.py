@@ -4,7 +4,7 @@
 
 1. GroupScaling: each token is divided by the root mean square of its features within each of
    ``groups`` groups (the authors use groups = number of attention heads; 0 turns it off, the
-   paper's Algorithm 2 alone); ordinary autograd.
+   paper's Algorithm 2 alone); its exact gradient, as the released code's autograd.
 2. Training forward: ψ_B² = mean of x² over the non-pad tokens (per channel).  For the first
    ``warmup_iters`` training steps x̂ = x / sqrt(ψ_B² + eps); after that x̂ = x / sqrt(ψ² + eps) with the
    *running* quadratic mean ψ² of the previous steps.  y = γ x̂ + β.
@@ -17,7 +17,11 @@
 
 Two deliberate departures from the released code, both so that padding never changes anything:
 the token mean for ν runs over non-pad tokens only (the code averages over pads too), and ∂L/∂x is
-zero at padded positions (the code leaves −(1−α_b) ν x̂ / sqrt(ψ_B² + eps) there).
+zero at padded positions (the code leaves −(1−α_b) ν x̂ / sqrt(ψ_B² + eps) there); ∂γ and ∂β sum
+over the non-pad tokens.
+
+Steps 2–4 are one autograd Function (``_PowerFunction``) whose backward is step 4 written out;
+GroupScaling is :func:`normlab.norms.layer.rms_scale` without gain (its exact backward).
 
 ``pn_vanilla`` (PN-V) is BN without the mean: batch quadratic mean in training with ordinary
 autograd, a running quadratic mean (``momentum``) at inference; no GroupScaling unless ``groups``.
