@@ -1,6 +1,6 @@
 """Forward+backward time of every norm, as a ratio to ``ln``, and the cost of online TID recording.
 
-    python benchmarks/bench_norms.py [--batch 64 --time 64 --dim 512 --repeats 30 --seed 0 --compile]
+    python benchmarks/bench_norms.py [--batch 64 --time 64 --dim 512 --repeats 30 --seed 0 --threads N --compile]
 
 All norms are timed in one run, round by round, in a new seeded random order each round (a fixed order
 gave the norm timed after a slow one a position penalty), at a Transformer-like shape with ~10 % padding;
@@ -175,9 +175,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the order of each round")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd ln, bn and rbn")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "

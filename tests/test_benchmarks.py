@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from normlab.norms import NORMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +43,12 @@ def test_every_round_times_every_norm_in_a_seeded_shuffled_order():
     assert len({order[0] for _, order in rounds}) > 1  # no norm always first (or always after another)
     assert list(shuffled_rounds(names, 8, seed=3)) == rounds  # reproducible from the seed
     assert list(shuffled_rounds(names, 8, seed=4)) != rounds
+
+
+@pytest.mark.slow  # compiles three candidates (~1 min on 2 shared cores)
+def test_bn_candidates_agree_with_bn_and_print_both_tables():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bn_candidates.py"), "--batch", "2", "--time", "8", "--dim", "16"]
+    r = subprocess.run([*cmd, "--repeats", "2", "--warmup", "1"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]  # the candidates' outputs and gradients are checked first
+    rows = re.findall(r"^\| (.+?) \| ([0-9.]+) \|$", r.stdout, flags=re.M)
+    assert len(rows) == 7 + 5 and rows[0] == ("ln", "1.00") and rows[7] == ("ln", "1.000"), r.stdout
