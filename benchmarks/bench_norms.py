@@ -86,11 +86,10 @@ def build_norms(args) -> dict[str, nn.Module]:
     return norms
 
 
-def time_norms(args) -> tuple[dict[str, float], dict[str, float]]:
-    """Per norm: median fwd+bwd seconds and mean minor page faults of the timed call."""
+def time_fwd_bwd(norms: dict, args) -> tuple[dict[str, float], dict[str, float]]:
+    """Per norm: median fwd+bwd seconds over shuffled rounds, and mean minor page faults of the timed call."""
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
     grad = torch.randn_like(x)
-    norms = build_norms(args)
     times: dict[str, list[float]] = {name: [] for name in norms}
     faults: dict[str, list[int]] = {name: [] for name in norms}
     for round_, order in shuffled_rounds(norms, args.warmup + args.repeats, args.seed):
@@ -133,21 +132,16 @@ class ResidualFFNStack(nn.Module):
 STEP_NORMS = ("ln", "bn", "rbn")
 
 
-def time_training_steps(args) -> tuple[dict[str, float], float]:
-    """Median training-step time of the stack per norm (shuffled rounds), and of one TID ``record`` call."""
+def time_steps(setups: dict, args, after_step=None) -> dict[str, float]:
+    """Median training-step seconds per setup (model, callable, optimizer) over shuffled rounds.
+
+    ``after_step(name, round_)``, when given, runs after each step, outside the timed interval.
+    """
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
-    setups = {}
-    for name in STEP_NORMS:
-        labels = (name, compiled_label(name)) if args.compile else (name,)
-        for label in labels:
-            model = ResidualFFNStack(args.dim, 6, name, **OPTIONS.get(name, {})).to(args.device)
-            run = torch.compile(model) if label != name else model
-            setups[label] = (model, run, torch.optim.AdamW(model.parameters(), lr=1e-4), OnlineTIDRecorder(model))
     steps: dict[str, list[float]] = {name: [] for name in setups}
-    records: list[float] = []
     for round_, order in shuffled_rounds(setups, args.warmup + args.repeats, args.seed + 1):
         for name in order:
-            model, run, opt, recorder = setups[name]
+            model, run, opt = setups[name]
             sync(args.device)
             start = time.perf_counter()
             loss = run(x, pad).square().mean() + regularization_loss(model, x.shape[0] * x.shape[1])
@@ -155,20 +149,40 @@ def time_training_steps(args) -> tuple[dict[str, float], float]:
             opt.step()
             opt.zero_grad(set_to_none=True)
             sync(args.device)
-            mid = time.perf_counter()
             if round_ >= args.warmup:
-                steps[name].append(mid - start)
-            if name == "bn":
-                recorder.record(round_)
-                sync(args.device)
-                if round_ >= args.warmup:
-                    records.append(time.perf_counter() - mid)
-    setups["bn"][3].flush()
-    return {name: statistics.median(t) for name, t in steps.items()}, statistics.median(records)
+                steps[name].append(time.perf_counter() - start)
+            if after_step is not None:
+                after_step(name, round_)
+    return {name: statistics.median(t) for name, t in steps.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def time_training_steps(args) -> tuple[dict[str, float], float]:
+    """Median training-step time of the stack per norm (shuffled rounds), and of one TID ``record`` call."""
+    setups = {}
+    for name in STEP_NORMS:
+        for label in (name, compiled_label(name)) if args.compile else (name,):
+            model = ResidualFFNStack(args.dim, 6, name, **OPTIONS.get(name, {})).to(args.device)
+            run = torch.compile(model) if label != name else model
+            setups[label] = (model, run, torch.optim.AdamW(model.parameters(), lr=1e-4))
+    recorder, records = OnlineTIDRecorder(setups["bn"][0]), []
+
+    def record_tid(name, round_):
+        if name == "bn":
+            sync(args.device)
+            start = time.perf_counter()
+            recorder.record(round_)
+            sync(args.device)
+            if round_ >= args.warmup:
+                records.append(time.perf_counter() - start)
+
+    steps = time_steps(setups, args, record_tid)
+    recorder.flush()
+    return steps, statistics.median(records)
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options every norm benchmark takes (shape, rounds, seed, threads, device)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--time", type=int, default=64)
     parser.add_argument("--dim", type=int, default=512)
@@ -176,18 +190,27 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the order of each round")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd ln, bn and rbn")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    return parser
+
+
+def setup(args) -> None:
+    """Apply ``--threads`` and ``--seed``, and print the header every table needs."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}")
     print(f"# shape (batch, time, dim) = ({args.batch}, {args.time}, {args.dim}), ~10% padding, "
           f"median of {args.repeats} rounds in a shuffled order (seed {args.seed})\n")
-    medians, faults = time_norms(args)
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd ln, bn and rbn")
+    args = parser.parse_args()
+    setup(args)
+    medians, faults = time_fwd_bwd(build_norms(args), args)
     print("| norm | fwd+bwd / ln | page faults per call |")
     print("|---|---|---|")
     for name, t in medians.items():

@@ -18,10 +18,7 @@ Compilation happens in untimed warm-up calls.  docs/benchmarks.md has the result
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -160,58 +157,23 @@ class Stack(bench.ResidualFFNStack):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--time", type=int, default=64)
-    parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    x, pad = bench.padded_batch(args.batch, args.time, args.dim, "cpu")
-    grad = torch.randn_like(x)
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, shape ({args.batch}, {args.time}, "
-          f"{args.dim}), median of {args.repeats} shuffled rounds (seed {args.seed})\n")
-
+    args = bench.arguments(__doc__.splitlines()[0]).parse_args()
+    bench.setup(args)
     factories = candidates(args.dim)
     check_candidates(factories, args.dim)
-    norms = {name: make() for name, make in factories.items()}
-    times: dict[str, list[float]] = {name: [] for name in norms}
-    for round_, order in bench.shuffled_rounds(norms, args.warmup + args.repeats, args.seed):
-        for name in order:
-            inp = x.detach().requires_grad_(True)
-            start = time.perf_counter()
-            norms[name](inp, pad).backward(grad)
-            if round_ >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    ln = statistics.median(times["ln"])
+    medians, _ = bench.time_fwd_bwd({name: make().to(args.device) for name, make in factories.items()}, args)
     print("| candidate | fwd+bwd / ln |\n|---|---|")
-    for name, t in times.items():
-        print(f"| {name} | {statistics.median(t) / ln:.2f} |")
-
+    for name, t in medians.items():
+        print(f"| {name} | {t / medians['ln']:.2f} |")
     setups = {}
     for name in STEP_CANDIDATES:
         torch.manual_seed(0)
-        model = Stack(args.dim, factories[name])
-        setups[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4))
-    steps: dict[str, list[float]] = {name: [] for name in setups}
-    for round_, order in bench.shuffled_rounds(setups, args.warmup + args.repeats, args.seed + 1):
-        for name in order:
-            model, opt = setups[name]
-            start = time.perf_counter()
-            model(x, pad).square().mean().backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if round_ >= args.warmup:
-                steps[name].append(time.perf_counter() - start)
-    ln = statistics.median(steps["ln"])
+        model = Stack(args.dim, factories[name]).to(args.device)
+        setups[name] = (model, model, torch.optim.AdamW(model.parameters(), lr=1e-4))
+    steps = bench.time_steps(setups, args)
     print("\n| candidate | training step / ln step |\n|---|---|")
     for name, t in steps.items():
-        print(f"| {name} | {statistics.median(t) / ln:.3f} |")
+        print(f"| {name} | {t / steps['ln']:.3f} |")
 
 
 if __name__ == "__main__":
