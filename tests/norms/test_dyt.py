@@ -67,3 +67,17 @@ def test_padding_changes_nothing_at_the_other_tokens():
     x_garbage = x.clone()
     x_garbage[pad] = 1e4
     torch.testing.assert_close(dyt(x_garbage, pad)[~pad], y[~pad])
+
+
+def test_bf16_inputs_under_autocast_give_the_float32_results_within_bf16_rounding():
+    x = torch.randn(3, 5, 8)
+    upstream = torch.randn(3, 5, 8)
+    grads = []
+    for mixed in (False, True):
+        dyt = build_norm("dyt", 8, alpha_init=0.8)
+        inp = (x.bfloat16() if mixed else x.bfloat16().float()).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            (dyt(inp, None).float() * upstream).sum().backward()
+        grads.append([inp.grad.float(), *(p.grad for p in dyt.parameters())])
+    for mixed, exact in zip(*grads, strict=True):
+        torch.testing.assert_close(mixed, exact, rtol=2e-2, atol=2e-2)

@@ -22,7 +22,8 @@ class _RMSScale(torch.autograd.Function):
     """y = x / sqrt(mean(x²) + eps) · w over the last dimension (w optional), with a written-out backward.
 
     F.rms_norm is composite on the CPU (six ops and their autograd, thousands of fresh pages per call);
-    this is one reduction and two passes forward, one matrix-vector product and four passes backward.
+    this is one reduction and two element-wise passes forward, and two reductions (one a matrix-vector
+    product) and five element-wise passes backward, with one large temporary each way.
     With r = (mean x² + eps)^-½, x̂ = x·r and g = dy·w:  ∂x = r·(g − x̂·mean(g·x̂)),  ∂w = Σ_tokens dy·x̂.
     Computed in float32 at least (under autocast too); y and ∂x come back in x's dtype.
     """
@@ -172,6 +173,28 @@ class RMSNorm(Norm):
         return rms_scale(x, self.weight, self.eps)
 
 
+class _DynamicTanh(torch.autograd.Function):
+    """y = γ ⊙ tanh(α·x) + β with a written-out backward (autograd's makes five large temporaries).
+
+    With t = tanh(α·x) and u = ∂y·γ·(1 − t²):  ∂x = α·u,  ∂α = Σ u·x,  ∂γ = Σ_tokens ∂y·t,  ∂β = Σ_tokens ∂y.
+    """
+
+    @staticmethod
+    def forward(ctx, x, alpha, weight, bias):
+        t = torch.mul(x, alpha).tanh_()
+        ctx.save_for_backward(x, alpha, weight, t)
+        return torch.addcmul(bias, t, weight)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, alpha, weight, t = ctx.saved_tensors
+        u = torch.mul(dy, t)  # ∂y·t, then u
+        d_weight, d_bias = u.sum(dim=(0, 1)), dy.sum(dim=(0, 1))
+        torch.mul(t, t, out=u).neg_().add_(1.0).mul_(dy).mul_(weight)
+        d_alpha = torch.vdot(u.reshape(-1), x.reshape(-1).to(u.dtype))  # x may be bf16 under autocast
+        return u.mul_(alpha), d_alpha, d_weight, d_bias
+
+
 class DynamicTanh(Norm):
     """``dyt``: y = γ ⊙ tanh(α·x) + β (Zhu, Chen, He, LeCun, Liu 2025, "Transformers without Normalization").
 
@@ -188,7 +211,7 @@ class DynamicTanh(Norm):
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, pad_mask)
-        return torch.addcmul(self.bias, torch.tanh(self.alpha * x), self.weight)
+        return _DynamicTanh.apply(x, self.alpha, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"{self.dim}, alpha_init={self.alpha_init}"
