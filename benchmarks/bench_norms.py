@@ -1,23 +1,25 @@
 """Forward+backward time of every norm, as a ratio to ``ln``, and the cost of online TID recording.
 
-    python benchmarks/bench_norms.py [--batch 64 --time 64 --dim 512 --repeats 30]
+    python benchmarks/bench_norms.py [--batch 64 --time 64 --dim 512 --repeats 30 --seed 0 --threads N --compile]
 
-All norms are timed in one run, interleaved round by round (so machine load hits them alike), at a
-Transformer-like shape with ~10 % padding; the table reports each norm's median over rounds divided by
-``ln``'s, and the minor page faults of its timed call (first touches of memory the C library had
-handed back to the system: ``rmsnorm``, ``powernorm`` and ``pn_vanilla`` churn thousands of pages per
-call, and the norm timed after them in a round can pay for that too).  ``bn``/``rbn`` appear as
-built by default (their fused C kernel on a CPU where it builds) and again with ``kernel="eager"``; a last row times
-``torch.nn.BatchNorm1d`` over all tokens (no padding mask), the cost of PyTorch's own fused BN
-kernels on the same machine.  Then a 6-layer residual FFN stack with 12 norms (the norm count of the
-RBN paper's encoder) is trained with ``ln``, ``bn``, ``rbn`` and eager ``bn`` side by side, and
-``OnlineTIDRecorder.record`` is timed against the ``bn`` training step.
+All norms are timed in one run, round by round, in a new seeded random order each round (a fixed order
+gave the norm timed after a slow one a position penalty), at a Transformer-like shape with ~10 % padding;
+the table reports each norm's median over rounds divided by ``ln``'s, and the minor page faults of its
+timed call (first touches of memory that the C library had handed back to the system: a norm that
+allocates many large temporaries pays for them here, and so can the norm timed after it).  A reference
+row times ``torch.nn.BatchNorm1d`` over all tokens (no padding mask): PyTorch's own fused BN kernels
+on the same machine.  Then a 6-layer residual FFN stack with 12 norms (the norm count of the RBN
+paper's encoder) is trained with ``ln``, ``bn`` and ``rbn`` side by side (shuffled the same way), and
+``OnlineTIDRecorder.record`` is timed against the ``bn`` training step.  ``--compile`` adds
+``torch.compile``d copies of ``ln``, ``bn`` and ``rbn`` to both tables (compilation happens in the
+untimed warm-up rounds).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import random
 import resource
 import statistics
 import time
@@ -25,19 +27,16 @@ import time
 import torch
 from torch import nn
 
-from normlab.norms import NORMS, build_norm, fused, regularization_loss
+from normlab.norms import NORMS, build_norm, regularization_loss
 from normlab.tid import OnlineTIDRecorder
 
 OPTIONS = {"rbn": {"penalty_mean": 0.1, "penalty_var": 0.01}, "powernorm": {"groups": 4, "warmup_iters": 0}}
 NATIVE_BN = "torch BatchNorm1d (no mask)"  # a reference row: PyTorch's fused BN kernels on all tokens
-EAGER = {f"{name} (eager)": name for name in ("bn", "rbn")}  # bn/rbn's PyTorch-ops path (GPUs run it)
+COMPILED = ("ln", "bn", "rbn")  # the norms that --compile adds once more, compiled
 
 
-def variants() -> dict[str, tuple[str, dict]]:
-    """Table label -> (norm name, build options): every registered norm as built by default, then eager BN."""
-    out = {name: (name, OPTIONS.get(name, {})) for name in NORMS}
-    out.update({label: (name, {**OPTIONS.get(name, {}), "kernel": "eager"}) for label, name in EAGER.items()})
-    return out
+def compiled_label(name: str) -> str:
+    return f"{name} (torch.compile)"
 
 
 class NativeBatchNorm(nn.Module):
@@ -67,20 +66,38 @@ def minor_page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_norms(args) -> tuple[dict[str, float], dict[str, float]]:
-    """Per norm: median fwd+bwd seconds and mean minor page faults of the timed call."""
+def shuffled_rounds(names, rounds: int, seed: int):
+    """Yield (round index, names in this round's order): a seeded permutation per round."""
+    rng = random.Random(seed)
+    for round_ in range(rounds):
+        order = list(names)
+        rng.shuffle(order)
+        yield round_, order
+
+
+def build_norms(args) -> dict[str, nn.Module]:
+    def build(name):
+        return build_norm(name, args.dim, **OPTIONS.get(name, {})).to(args.device)
+
+    norms = {name: build(name) for name in NORMS}
+    norms[NATIVE_BN] = NativeBatchNorm(args.dim).to(args.device)
+    if args.compile:
+        norms.update({compiled_label(name): torch.compile(build(name)) for name in COMPILED})
+    return norms
+
+
+def time_fwd_bwd(norms: dict, args) -> tuple[dict[str, float], dict[str, float]]:
+    """Per norm: median fwd+bwd seconds over shuffled rounds, and mean minor page faults of the timed call."""
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
     grad = torch.randn_like(x)
-    norms = {label: build_norm(name, args.dim, **opts).to(args.device) for label, (name, opts) in variants().items()}
-    norms[NATIVE_BN] = NativeBatchNorm(args.dim).to(args.device)
     times: dict[str, list[float]] = {name: [] for name in norms}
     faults: dict[str, list[int]] = {name: [] for name in norms}
-    for round_ in range(args.warmup + args.repeats):
-        for name, norm in norms.items():
+    for round_, order in shuffled_rounds(norms, args.warmup + args.repeats, args.seed):
+        for name in order:
             inp = x.detach().requires_grad_(True)
             sync(args.device)
             start, faults_before = time.perf_counter(), minor_page_faults()
-            out = norm(inp, pad)
+            out = norms[name](inp, pad)
             out.backward(grad)
             sync(args.device)
             if round_ >= args.warmup:
@@ -112,59 +129,88 @@ class ResidualFFNStack(nn.Module):
         return x
 
 
-STEP_NORMS = ("ln", "bn", "rbn", "bn (eager)")
+STEP_NORMS = ("ln", "bn", "rbn")
 
 
-def time_training_steps(args) -> tuple[dict[str, float], float]:
-    """Median training-step time of the stack per norm (interleaved), and of one TID ``record`` call."""
+def time_steps(setups: dict, args, after_step=None) -> dict[str, float]:
+    """Median training-step seconds per setup (model, callable, optimizer) over shuffled rounds.
+
+    ``after_step(name, round_)``, when given, runs after each step, outside the timed interval.
+    """
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
-    setups = {}
-    table = variants()
-    for label in STEP_NORMS:
-        name, opts = table[label]
-        model = ResidualFFNStack(args.dim, 6, name, **opts).to(args.device)
-        setups[label] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), OnlineTIDRecorder(model))
-    steps: dict[str, list[float]] = {name: [] for name in STEP_NORMS}
-    records: list[float] = []
-    for i in range(args.warmup + args.repeats):
-        for name, (model, opt, recorder) in setups.items():
+    steps: dict[str, list[float]] = {name: [] for name in setups}
+    for round_, order in shuffled_rounds(setups, args.warmup + args.repeats, args.seed + 1):
+        for name in order:
+            model, run, opt = setups[name]
             sync(args.device)
             start = time.perf_counter()
-            loss = model(x, pad).square().mean() + regularization_loss(model, x.shape[0] * x.shape[1])
+            loss = run(x, pad).square().mean() + regularization_loss(model, x.shape[0] * x.shape[1])
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             sync(args.device)
-            mid = time.perf_counter()
-            if i >= args.warmup:
-                steps[name].append(mid - start)
-            if name == "bn":
-                recorder.record(i)
-                sync(args.device)
-                if i >= args.warmup:
-                    records.append(time.perf_counter() - mid)
-    setups["bn"][2].flush()
-    return {name: statistics.median(t) for name, t in steps.items()}, statistics.median(records)
+            if round_ >= args.warmup:
+                steps[name].append(time.perf_counter() - start)
+            if after_step is not None:
+                after_step(name, round_)
+    return {name: statistics.median(t) for name, t in steps.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def time_training_steps(args) -> tuple[dict[str, float], float]:
+    """Median training-step time of the stack per norm (shuffled rounds), and of one TID ``record`` call."""
+    setups = {}
+    for name in STEP_NORMS:
+        for label in (name, compiled_label(name)) if args.compile else (name,):
+            model = ResidualFFNStack(args.dim, 6, name, **OPTIONS.get(name, {})).to(args.device)
+            run = torch.compile(model) if label != name else model
+            setups[label] = (model, run, torch.optim.AdamW(model.parameters(), lr=1e-4))
+    recorder, records = OnlineTIDRecorder(setups["bn"][0]), []
+
+    def record_tid(name, round_):
+        if name == "bn":
+            sync(args.device)
+            start = time.perf_counter()
+            recorder.record(round_)
+            sync(args.device)
+            if round_ >= args.warmup:
+                records.append(time.perf_counter() - start)
+
+    steps = time_steps(setups, args, record_tid)
+    recorder.flush()
+    return steps, statistics.median(records)
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options every norm benchmark takes (shape, rounds, seed, threads, device)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--time", type=int, default=64)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the order of each round")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    torch.manual_seed(0)
+    return parser
 
+
+def setup(args) -> None:
+    """Apply ``--threads`` and ``--seed``, and print the header every table needs."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}")
     print(f"# shape (batch, time, dim) = ({args.batch}, {args.time}, {args.dim}), ~10% padding, "
-          f"median of {args.repeats} interleaved rounds")
-    ok, why = fused.available()
-    print(f"# bn/rbn default kernel on CPU: {'fused (C, OpenMP)' if ok else 'eager: ' + why}\n")
-    medians, faults = time_norms(args)
+          f"median of {args.repeats} rounds in a shuffled order (seed {args.seed})\n")
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd ln, bn and rbn")
+    args = parser.parse_args()
+    setup(args)
+    medians, faults = time_fwd_bwd(build_norms(args), args)
     print("| norm | fwd+bwd / ln | page faults per call |")
     print("|---|---|---|")
     for name, t in medians.items():

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from normlab.norms import NORMS
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench_norms():
+    spec = importlib.util.spec_from_file_location("bench_norms", ROOT / "benchmarks" / "bench_norms.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_bench_norms_prints_every_norm_and_the_reference_rows():
@@ -17,7 +27,28 @@ def test_bench_norms_prints_every_norm_and_the_reference_rows():
     r = subprocess.run([*cmd, "--repeats", "2", "--warmup", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     ratios = dict(re.findall(r"^\| `([^`]+)` \| ([0-9.]+) \|(?: [0-9]+ \|)?$", r.stdout, flags=re.M))
-    for name in (*NORMS, "bn (eager)", "rbn (eager)", "torch BatchNorm1d (no mask)"):
+    for name in (*NORMS, "torch BatchNorm1d (no mask)"):
         assert name in ratios, f"no row for {name!r}:\n{r.stdout}"
     assert float(ratios["ln"]) == 1.0  # the table is relative to ln (the step table's ln row too)
     assert re.search(r"Online TID recording .*: [0-9.]+ % of a training step", r.stdout), r.stdout
+
+
+def test_every_round_times_every_norm_in_a_seeded_shuffled_order():
+    shuffled_rounds = _bench_norms().shuffled_rounds
+    names = list(NORMS)
+    rounds = list(shuffled_rounds(names, 8, seed=3))
+    assert [i for i, _ in rounds] == list(range(8))
+    assert all(sorted(order) == sorted(names) for _, order in rounds)
+    assert len({tuple(order) for _, order in rounds}) > 1  # not one fixed order
+    assert len({order[0] for _, order in rounds}) > 1  # no norm always first (or always after another)
+    assert list(shuffled_rounds(names, 8, seed=3)) == rounds  # reproducible from the seed
+    assert list(shuffled_rounds(names, 8, seed=4)) != rounds
+
+
+@pytest.mark.slow  # compiles three candidates (~1 min on 2 shared cores)
+def test_bn_candidates_agree_with_bn_and_print_both_tables():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bn_candidates.py"), "--batch", "2", "--time", "8", "--dim", "16"]
+    r = subprocess.run([*cmd, "--repeats", "2", "--warmup", "1"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]  # the candidates' outputs and gradients are checked first
+    rows = re.findall(r"^\| (.+?) \| ([0-9.]+) \|$", r.stdout, flags=re.M)
+    assert len(rows) == 7 + 5 and rows[0] == ("ln", "1.00") and rows[7] == ("ln", "1.000"), r.stdout

@@ -8,13 +8,10 @@ import torch.multiprocessing as mp
 
 from normlab.norms import build_norm
 
-# label -> (norm, options); bn/rbn take their default kernel (the fused C one on a CPU where it builds)
-# and the eager one, whose all-reduce is the path GPUs (NCCL) run
+# label -> (norm, options)
 SYNCED = {
     "bn": ("bn", {}),
     "rbn": ("rbn", {"penalty_mean": 1.0, "penalty_var": 0.5}),
-    "bn (eager)": ("bn", {"kernel": "eager"}),
-    "rbn (eager)": ("rbn", {"penalty_mean": 1.0, "penalty_var": 0.5, "kernel": "eager"}),
     "pn_vanilla": ("pn_vanilla", {}),
     "powernorm": ("powernorm", {"groups": 2, "warmup_iters": 1}),
 }

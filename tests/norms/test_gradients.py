@@ -5,21 +5,20 @@ import torch
 import torch.nn.functional as F
 
 from normlab.norms import build_norm
+from normlab.norms.power import group_scaling
 from normlab.norms.theory import gradient_theorem_check
 
 from .helpers import random_padding
 
 # Norms whose backward is the exact derivative of their forward (DetachNorm, AdaNorm and PowerNorm
 # are exact by design *not*: they stop or approximate parts of the gradient).
-EXACT = ["ln", "ln_simple", "rmsnorm", "bn", "rbn", "pn_vanilla", "none"]
-# BN and RBN once more with the eager kernel (the default, "auto", is the fused C kernel on CPU)
-EXACT_BUILDS = [(name, {}) for name in EXACT] + [(name, {"kernel": "eager"}) for name in ("bn", "rbn")]
+EXACT = ["ln", "ln_simple", "rmsnorm", "dyt", "bn", "rbn", "pn_vanilla", "none"]
 
 
-@pytest.mark.parametrize(("name", "options"), EXACT_BUILDS, ids=lambda v: v if isinstance(v, str) else str(v))
+@pytest.mark.parametrize("name", EXACT)
 @pytest.mark.parametrize("training", [True, False])
-def test_gradcheck_in_double_precision(name, options, training):
-    norm = build_norm(name, 5, **options).double().train(training)
+def test_gradcheck_in_double_precision(name, training):
+    norm = build_norm(name, 5).double().train(training)
     with torch.no_grad():
         for p in norm.parameters():
             p.add_(torch.randn_like(p) * 0.3)
@@ -28,11 +27,19 @@ def test_gradcheck_in_double_precision(name, options, training):
     assert torch.autograd.gradcheck(lambda t: norm(t, pad), (x,), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", ["auto", "eager"])
-def test_gradcheck_of_the_rbn_penalty(kernel):
+def test_gradcheck_of_group_scaling_and_of_a_group_scaled_pn_vanilla():
+    # GroupScaling (an RMS scaling per token and group, PowerNorm's first step) has an exact backward
+    x = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True) * 2
+    assert torch.autograd.gradcheck(lambda t: group_scaling(t, 3), (x,), eps=1e-6, atol=1e-5)
+    norm = build_norm("pn_vanilla", 6, groups=2).double()
+    pad = random_padding(3, 4)
+    assert torch.autograd.gradcheck(lambda t: norm(t, pad), (x,), eps=1e-6, atol=1e-5)
+
+
+def test_gradcheck_of_the_rbn_penalty():
     # momentum 0 keeps the running statistics fixed between gradcheck's repeated forwards
     for kind in ("diff", "diff2"):
-        rbn = build_norm("rbn", 4, penalty_mean=2.0, penalty_var=0.7, penalty_type=kind, momentum=0.0, kernel=kernel)
+        rbn = build_norm("rbn", 4, penalty_mean=2.0, penalty_var=0.7, penalty_type=kind, momentum=0.0)
         rbn.double()
         x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True) * 1.5 + 0.3
 
@@ -50,6 +57,15 @@ def test_gradient_theorem_claim_b3():
     assert all(c.holds for c in checks), checks
     (rms,) = gradient_theorem_check(trials=100, statements=(("rms", "rmsnorm", {}, "zero", "le"),))
     assert not rms.holds and rms.max_mean_error > 1e-3
+
+
+def test_detachnorm_with_nothing_detached_has_ln_simples_gradient():
+    x = torch.randn(2, 3, 16, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 3, 16, dtype=torch.float64)
+    build_norm("detachnorm", 16, detach_mean=False, detach_std=False)(x).backward(g)
+    x2 = x.detach().clone().requires_grad_(True)
+    build_norm("ln_simple", 16)(x2).backward(g)
+    torch.testing.assert_close(x.grad, x2.grad)
 
 
 def test_adanorm_backward_treats_the_scaling_as_a_constant():

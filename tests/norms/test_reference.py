@@ -9,14 +9,12 @@ from normlab.norms import build_norm
 from .helpers import random_padding
 
 
-def _bn_torch_conventions(dim, kernel="auto"):
-    return build_norm("bn", dim, momentum=0.05, eps=1e-5, eps_mode="add", running_var="unbiased", kernel=kernel)
+def _bn_torch_conventions(dim):
+    return build_norm("bn", dim, momentum=0.05, eps=1e-5, eps_mode="add", running_var="unbiased")
 
 
-# "auto" is the fused C kernel wherever it builds (CI); "eager" the PyTorch-ops path (GPUs use it)
-@pytest.mark.parametrize("kernel", ["auto", "eager"])
-def test_bn_equals_batchnorm1d_unpadded_train_and_eval(kernel):
-    ours = _bn_torch_conventions(12, kernel)
+def test_bn_equals_batchnorm1d_unpadded_train_and_eval():
+    ours = _bn_torch_conventions(12)
     ref = torch.nn.BatchNorm1d(12, momentum=0.05, eps=1e-5)
     with torch.no_grad():
         ours.weight.uniform_(0.5, 1.5), ours.bias.uniform_(-1, 1)
@@ -31,9 +29,8 @@ def test_bn_equals_batchnorm1d_unpadded_train_and_eval(kernel):
     torch.testing.assert_close(ours(x), ref(x.reshape(-1, 12)).reshape(3, 5, 12))
 
 
-@pytest.mark.parametrize("kernel", ["auto", "eager"])
-def test_bn_on_padded_data_equals_batchnorm1d_on_the_non_pad_tokens(kernel):
-    ours = _bn_torch_conventions(10, kernel)
+def test_bn_on_padded_data_equals_batchnorm1d_on_the_non_pad_tokens():
+    ours = _bn_torch_conventions(10)
     ref = torch.nn.BatchNorm1d(10, momentum=0.05, eps=1e-5)
     for _ in range(3):
         x = torch.randn(5, 11, 10)

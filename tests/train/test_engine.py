@@ -31,8 +31,6 @@ def test_every_family_trains_and_its_loss_falls(family, make_config, tmp_path):
     metric = final["primary_metric"]
     assert metric in test["population"] and metric in test["batch_stats"]
     assert final["config_hash"] and final["versions"]["torch"] and final["peak_memory_mb"] > 0
-    kernel = final["versions"]["bn_cpu_kernel"]
-    assert kernel == "fused" or kernel.startswith("eager: "), kernel
 
 
 def test_an_ln_model_is_evaluated_once(make_config, tmp_path):

@@ -11,6 +11,7 @@ name           what it is
 ``detachnorm`` LN-simple forward, no gradient through mean / std (options to detach one)
 ``adanorm``    C·y·(1 − k·stopgrad(y)), y = LN-simple(x); C=2, k=0.1
 ``rmsnorm``    RMSNorm with gain
+``dyt``        Dynamic Tanh, γ ⊙ tanh(α·x) + β, α a learnable scalar (Zhu et al. 2025); not a norm
 ``bn``         masked BatchNorm over non-pad tokens, as the RBN authors' code
 ``rbn``        ``bn`` + penalty on the batch-vs-running statistic gap (Wang et al. 2022)
 ``powernorm``  PowerNorm as published (Shen et al. 2020)
@@ -30,7 +31,7 @@ from torch import nn
 
 from .base import BatchStatNorm, Norm
 from .batch import MaskedBatchNorm, RegularizedBatchNorm
-from .layer import AdaNorm, DetachNorm, LayerNorm, LayerNormSimple, NoNorm, RMSNorm
+from .layer import AdaNorm, DetachNorm, DynamicTanh, LayerNorm, LayerNormSimple, NoNorm, RMSNorm
 from .power import PowerNorm, PowerNormVanilla
 
 NORMS: dict[str, type[Norm]] = {
@@ -39,6 +40,7 @@ NORMS: dict[str, type[Norm]] = {
     "detachnorm": DetachNorm,
     "adanorm": AdaNorm,
     "rmsnorm": RMSNorm,
+    "dyt": DynamicTanh,
     "bn": MaskedBatchNorm,
     "rbn": RegularizedBatchNorm,
     "powernorm": PowerNorm,
@@ -113,6 +115,7 @@ __all__ = [
     "AdaNorm",
     "BatchStatNorm",
     "DetachNorm",
+    "DynamicTanh",
     "LayerNorm",
     "LayerNormSimple",
     "MaskedBatchNorm",

@@ -60,13 +60,14 @@ def masked_square_sums(
     autograd-aware all-reduce, so a batch split over processes gives the statistics (and gradients)
     of the whole batch on one process.  (BN's sums live in its own autograd Function, ``batch.py``.)
     """
-    x32 = as_stat_dtype(x)
-    if pad_mask is not None:
-        x32 = x32.masked_fill(pad_mask.unsqueeze(-1), 0.0)
-        count = (~pad_mask).sum().to(x32.dtype)
-    else:
-        count = x32.new_tensor(float(x.shape[0] * x.shape[1]))
-    sum_sq = x32.square().sum(dim=(0, 1))
+    x2 = as_stat_dtype(x).reshape(-1, x.shape[-1])
+    with torch.autocast(x.device.type, enabled=False):  # autocast would run the product in bf16
+        squares = x2.square()
+        if pad_mask is None:
+            sum_sq, count = squares.sum(dim=0), x2.new_tensor(float(x2.shape[0]))
+        else:  # a matrix-vector product with the 0/1 keep vector: no masked copy of x (padding holds finite values)
+            keep = (~pad_mask).reshape(-1).to(x2.dtype)
+            sum_sq, count = torch.matmul(keep, squares), keep.sum()
     if sync and distributed_world():
         from torch.distributed.nn.functional import all_reduce  # autograd-aware
 

@@ -4,7 +4,7 @@
 
 1. GroupScaling: each token is divided by the root mean square of its features within each of
    ``groups`` groups (the authors use groups = number of attention heads; 0 turns it off, the
-   paper's Algorithm 2 alone); ordinary autograd.
+   paper's Algorithm 2 alone); its exact gradient, as the released code's autograd.
 2. Training forward: ψ_B² = mean of x² over the non-pad tokens (per channel).  For the first
    ``warmup_iters`` training steps x̂ = x / sqrt(ψ_B² + eps); after that x̂ = x / sqrt(ψ² + eps) with the
    *running* quadratic mean ψ² of the previous steps.  y = γ x̂ + β.
@@ -17,7 +17,11 @@
 
 Two deliberate departures from the released code, both so that padding never changes anything:
 the token mean for ν runs over non-pad tokens only (the code averages over pads too), and ∂L/∂x is
-zero at padded positions (the code leaves −(1−α_b) ν x̂ / sqrt(ψ_B² + eps) there).
+zero at padded positions (the code leaves −(1−α_b) ν x̂ / sqrt(ψ_B² + eps) there); ∂γ and ∂β sum
+over the non-pad tokens.
+
+Steps 2–4 are one autograd Function (``_PowerFunction``) whose backward is step 4 written out;
+GroupScaling is :func:`normlab.norms.layer.rms_scale` without gain (its exact backward).
 
 ``pn_vanilla`` (PN-V) is BN without the mean: batch quadratic mean in training with ordinary
 autograd, a running quadratic mean (``momentum``) at inference; no GroupScaling unless ``groups``.
@@ -30,50 +34,76 @@ import torch.distributed as dist
 from torch import nn
 
 from .base import BatchStatNorm, as_stat_dtype, distributed_world, masked_square_sums
+from .layer import rms_scale
 
 
 def group_scaling(x: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:
-    """Divide each token by the RMS of its features within each of ``groups`` equal groups."""
+    """Divide each token by the RMS of its features within each of ``groups`` equal groups.
+
+    That is an RMSNorm without gain over each group (exact autograd, as the authors' code).
+    """
     b, t, c = x.shape
-    xg = as_stat_dtype(x).reshape(b, t, groups, c // groups)
-    rms = (xg.square().mean(dim=-1, keepdim=True) + eps).sqrt()
-    return (xg / rms).reshape(b, t, c)
+    return rms_scale(as_stat_dtype(x).reshape(b, t * groups, c // groups), None, eps).reshape(b, t, c)
 
 
 class _PowerFunction(torch.autograd.Function):
-    """y = γ ⊙ x/forward_scale + β with PowerNorm's approximate backward (step 4 above)."""
+    """PowerNorm's training step: batch quadratic mean, y = γ ⊙ x/forward_rms + β, approximate backward.
+
+    Returns (y, ψ_B²); ψ_B² carries no gradient.  The forward divides by the batch RMS (``use_batch``,
+    warm-up) or by the running one; the backward is step 4 of the module docstring, with its sums taken
+    over the non-pad tokens through the identities Σ g̃·x̂ = γ·Σ ∂y·x̂ − (1−α_b)ν·Σ x̂² and
+    Σ x̂² = Σ x² / forward_rms², so that ∂x, ∂γ, ∂β and ν cost one temporary and four passes; x̂ is never
+    stored (x̂ = x / forward_rms per channel).
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, forward_rms, batch_rms, ema_gz, keep, alpha_bkw, sync):
-        z = x / forward_rms
-        ctx.save_for_backward(z, weight, batch_rms, keep)
-        # ν is a buffer that backward updates in place: keep a reference, not a saved (versioned) copy
-        ctx.ema_gz, ctx.alpha_bkw, ctx.sync = ema_gz, alpha_bkw, sync
-        return torch.addcmul(bias, z, weight)
+    def forward(ctx, x, weight, bias, pad_mask, running_phi, ema_gz, use_batch, eps, alpha_bkw, sync):
+        with torch.autocast(x.device.type, enabled=False):
+            x2 = x.reshape(-1, x.shape[-1])
+            channels = x2.shape[1]
+            synced = sync and distributed_world()
+            keep = None if pad_mask is None else (~pad_mask).reshape(-1).to(x2.dtype)
+            count_local = x2.new_tensor(float(x2.shape[0])) if keep is None else keep.sum()
+            y = torch.mul(x2, x2)  # x², then the output (one buffer: fresh pages cost more than arithmetic)
+            sum_sq_local = y.sum(dim=0) if keep is None else torch.matmul(keep, y)
+            sum_sq, count = sum_sq_local, count_local
+            if synced:
+                packed = torch.cat([sum_sq, count.view(1)])
+                dist.all_reduce(packed)
+                sum_sq, count = packed[:channels], packed[-1]
+            phi_batch = sum_sq / count.clamp_min(1.0)
+            forward_var = (phi_batch if use_batch else running_phi) + eps
+            inv_forward = forward_var.rsqrt()
+            torch.addcmul(bias, x2, weight * inv_forward, out=y)  # γ ⊙ x̂ + β with x̂ = x / forward_rms
+            batch_rms = (phi_batch + eps).sqrt()
+            ctx.save_for_backward(x2, weight, keep, inv_forward, batch_rms, sum_sq_local / forward_var, count_local)
+            # ν is a buffer that backward updates in place: keep a reference, not a saved (versioned) copy
+            ctx.ema_gz, ctx.alpha_bkw, ctx.synced, ctx.shape = ema_gz, alpha_bkw, synced, x.shape
+            ctx.mark_non_differentiable(phi_batch)
+            return y.view(x.shape), phi_batch
 
     @staticmethod
-    def backward(ctx, grad_y):
-        z, weight, batch_rms, keep = ctx.saved_tensors
-        ema_gz = ctx.ema_gz
-        if keep is not None:
-            grad_y = grad_y * keep
-        g = grad_y * weight
-        g_tilde = g - (1.0 - ctx.alpha_bkw) * ema_gz * z
-        if keep is not None:
-            g_tilde = g_tilde * keep
-            count = keep.sum().to(z.dtype)
+    def backward(ctx, dy, _):
+        x2, weight, keep, inv_forward, batch_rms, sum_xhat2, count = ctx.saved_tensors
+        dy2 = dy.reshape(x2.shape)
+        grad_x = torch.mul(dy2, x2)  # ∂y·x (x̂ = x·inv_forward per channel), then ∂x
+        if keep is None:
+            grad_w, grad_b = grad_x.sum(dim=0), dy2.sum(dim=0)
         else:
-            count = z.new_tensor(float(z.shape[0] * z.shape[1]))
-        gz_sum = (g_tilde * z).sum(dim=(0, 1))
-        if ctx.sync and distributed_world():
+            grad_w, grad_b = torch.matmul(keep, grad_x), torch.matmul(keep, dy2)
+        grad_w = grad_w * inv_forward  # Σ ∂y·x̂
+        nu_term = (1.0 - ctx.alpha_bkw) * ctx.ema_gz
+        gz_sum = weight * grad_w - nu_term * sum_xhat2  # Σ over non-pad tokens of g̃·x̂
+        if ctx.synced:
             packed = torch.cat([gz_sum, count.view(1)])
             dist.all_reduce(packed)
             gz_sum, count = packed[:-1], packed[-1]
-        ema_gz.add_(gz_sum / count.clamp_min(1.0))
-        grad_x = g_tilde / batch_rms
-        grad_w = (grad_y * z).sum(dim=(0, 1))
-        grad_b = grad_y.sum(dim=(0, 1))
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+        # ∂x = keep · (γ ⊙ ∂y − (1−α_b)ν ⊙ x̂) / ψ_B  (the batch RMS, as released)
+        torch.mul(dy2, weight / batch_rms, out=grad_x).addcmul_(x2, nu_term * inv_forward / batch_rms, value=-1.0)
+        if keep is not None:
+            grad_x.mul_(keep.unsqueeze(1))
+        ctx.ema_gz.add_(gz_sum / count.clamp_min(1.0))
+        return grad_x.view(ctx.shape), grad_w, grad_b, None, None, None, None, None, None, None
 
 
 class PowerNorm(BatchStatNorm):
@@ -110,21 +140,19 @@ class PowerNorm(BatchStatNorm):
         x = self.stat_features(x)
         if not self.uses_batch_stats():
             return torch.addcmul(self.bias, x, (self.running_phi + self.eps).rsqrt() * self.weight)
-        with torch.no_grad():
-            sum_sq, count = masked_square_sums(x, pad_mask, sync=self.sync)
-            phi_batch = sum_sq / count
-        batch_rms = (phi_batch + self.eps).sqrt()
-        self.batch_var = phi_batch
         if not self.training:  # eval with batch statistics: exact normalisation, no update
-            return torch.addcmul(self.bias, x / batch_rms, self.weight)
+            with torch.no_grad():
+                sum_sq, count = masked_square_sums(x, pad_mask, sync=self.sync)
+                self.batch_var = sum_sq / count
+            return torch.addcmul(self.bias, x / (self.batch_var + self.eps).sqrt(), self.weight)
         self._iters += 1
         self.iters.fill_(self._iters)
         step = self._iters
-        forward_rms = batch_rms if step <= self.warmup_iters else (self.running_phi + self.eps).sqrt()
-        keep = None if pad_mask is None else (~pad_mask).unsqueeze(-1).to(x.dtype)
-        y = _PowerFunction.apply(
-            x, self.weight, self.bias, forward_rms, batch_rms, self.ema_gz, keep, self.alpha_bkw, self.sync
+        y, phi_batch = _PowerFunction.apply(
+            x, self.weight, self.bias, pad_mask, self.running_phi, self.ema_gz, step <= self.warmup_iters,
+            self.eps, self.alpha_bkw, self.sync,
         )
+        self.batch_var = phi_batch
         with torch.no_grad():
             if step < self.warmup_iters:
                 self.running_phi.mul_((step - 1) / step).add_(phi_batch / step)

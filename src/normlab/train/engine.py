@@ -137,16 +137,7 @@ def versions() -> dict:
         "normlab": normlab.__version__,
         "sacrebleu": installed("sacrebleu"),
         "seqeval": installed("seqeval"),
-        "bn_cpu_kernel": bn_cpu_kernel(),
     }
-
-
-def bn_cpu_kernel() -> str:
-    """Which kernel bn/rbn (kernel "auto") train with on this machine's CPU: "fused", or "eager: why"."""
-    from normlab.norms import fused
-
-    ok, why = fused.available()
-    return "fused" if ok else f"eager: {why}"
 
 
 def peak_memory_mb(device: torch.device) -> float:
