@@ -138,7 +138,8 @@ def test_memory_gives_the_logits_of_the_concatenated_segments(norm, placement, m
     if mem_len == 4:  # the memory mattered: with none, the later segments differ
         with torch.no_grad():
             none = segmented_log_probs(model, toks, 4, 0)
-        assert (none[:, 4:] - want[:, 4:]).abs().max() > 1e-4
+        # 1000x the tolerance above (an untrained DyT stack barely depends on its input: ~1e-5)
+        assert (none[:, 4:] - want[:, 4:]).abs().max() > 1e-6
 
 
 @pytest.mark.parametrize("same_length", [False, True])
