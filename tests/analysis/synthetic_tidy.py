@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from normlab.analysis.tidy import TABLES, columns
-from normlab.train.metrics import higher_is_better
+from normlab.metrics import higher_is_better
 
 # dataset -> (task, primary metric, base value, unit): effects, noise and seed shifts are in units
 DATASETS = {"ds_tr": ("translation", "bleu", 30.0, 1.0), "ds_lm": ("lm", "ppl", 50.0, 1.0),

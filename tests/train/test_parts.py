@@ -10,7 +10,7 @@ import torch
 
 from normlab.train.batching import pad_sequences, token_budget_batches
 from normlab.train.checkpoint import average_state_dicts, save
-from normlab.train.metrics import bleu, entity_f1, perplexity
+from normlab.metrics import bleu, entity_f1, perplexity
 from normlab.train.schedules import learning_rate
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from normlab.train.checkpoint import atomic_write
-from normlab.train.metrics import HIGHER_IS_BETTER, higher_is_better
+from normlab.metrics import HIGHER_IS_BETTER, higher_is_better
 from normlab.train.objectives import primary_metric
 
 ID_COLUMNS = ["run_id", "config_name", "scale", "task", "dataset", "placement", "norm", "seed"]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import metrics
+from normlab import metrics
 from .batching import Batch, collate
 from .tasks import TaskData
 

@@ -1,4 +1,5 @@
-"""Task metrics computed the standard way (sacreBLEU, seqeval), plus perplexity and accuracy."""
+"""Task metrics computed the standard way (sacreBLEU, seqeval), plus perplexity and accuracy, and the
+direction of every metric.  Torch-free: the training engine and the analysis both import it."""
 
 from __future__ import annotations
 
@@ -39,6 +40,6 @@ def higher_is_better(metric: str) -> bool:
         return HIGHER_IS_BETTER[metric]
     except KeyError:
         raise KeyError(
-            f"no direction known for metric {metric!r}; add it to normlab.train.metrics.HIGHER_IS_BETTER "
+            f"no direction known for metric {metric!r}; add it to normlab.metrics.HIGHER_IS_BETTER "
             f"(known: {', '.join(HIGHER_IS_BETTER)})"
         ) from None
