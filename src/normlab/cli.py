@@ -3,7 +3,7 @@
     normlab fetch NAME      download a dataset's sources (normlab.data)
     normlab prepare NAME    prepare a fetched dataset (normlab.data)
     normlab train ...       one training run (normlab.train)
-    normlab probe | collect | stats | tables | claims | figures
+    normlab probe | collect | baselines | stats | tables | claims | figures
                             analysis of finished runs (normlab.analysis)
     normlab provenance ...  what produced the regenerated outputs (normlab.provenance)
 """
@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("normlab.train.cli", "run one training job from a run config"),
     "probe": ("normlab.analysis.probes", "TID decomposition and conditioning of one finished run"),
     "collect": ("normlab.analysis.tidy", "gather the runs of a manifest into tidy tables"),
+    "baselines": ("normlab.analysis.baselines", "the trivial baselines of the learning bars, from the data"),
     "stats": ("normlab.analysis.stats", "seed statistics and paired comparisons from the tidy tables"),
     "tables": ("normlab.analysis.tables", "the papers' tables (Markdown, LaTeX, CSV)"),
     "claims": ("normlab.analysis.claims", "the claims report"),

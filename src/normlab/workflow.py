@@ -324,6 +324,20 @@ def manifest_csv(cfg: dict, cell_list: list[Cell], paths: dict[str, str], runs: 
     return buf.getvalue()
 
 
+def baseline_settings(cfg: dict, cell_list: list[Cell], runs: dict[str, dict]) -> list[dict]:
+    """One entry per setting for ``normlab baselines``: its corpus, family, the data options its runs
+    evaluate with and their BLEU tokenizer (a setting's runs share them: taken from its first cell)."""
+    out: dict[str, dict] = {}
+    for cell in cell_list:
+        if cell.dataset in out:
+            continue
+        run = runs[cell.run_id]
+        options = {k: v for k, v in run["data"].get("options", {}).items() if k != "cache"}
+        out[cell.dataset] = {"dataset": cell.dataset, "corpus": cell.corpus, "family": DATASETS[cell.corpus].family,
+                             "data_options": options, "bleu_tokenize": run.get("eval", {}).get("bleu_tokenize", "13a")}
+    return list(out.values())
+
+
 SWEEP_POINT_COLUMNS = ("setting", "corpus", "factor", "level", "level_value", "level_rank", "is_base", "placement")
 
 

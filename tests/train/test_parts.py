@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from normlab.metrics import bleu, entity_f1, perplexity
 from normlab.train.batching import pad_sequences, token_budget_batches
 from normlab.train.checkpoint import average_state_dicts, save
-from normlab.metrics import bleu, entity_f1, perplexity
 from normlab.train.schedules import learning_rate
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab import metrics
+
 from .batching import Batch, collate
 from .tasks import TaskData
 
