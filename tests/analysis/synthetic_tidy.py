@@ -54,6 +54,8 @@ def synthetic_tidy(
     tid_growth: dict | None = None,
     cond_factor: dict | None = None,
     ln_at_chance: tuple[str, ...] = (),
+    rbn_tid: float | None = None,
+    loss_noise: float = 0.01,
     config_name: str = "test",
     scale: str = "laptop",
     rng_seed: int = 0,
@@ -67,7 +69,8 @@ def synthetic_tidy(
     ``first_layer_level``: {dataset: the same for the first BN layer only (the others then sit at half
     the floor)}; ``tid_growth``: {dataset: late/early ratio of the online TID, windows after burn-in};
     ``cond_factor``: {norm: multiplier of the condition numbers}; ``ln_at_chance``: datasets whose LN
-    scores equal the trivial baseline (it did not learn).  RBN's TID is half of BN's excess.
+    scores equal the trivial baseline (it did not learn).  RBN's TID is half of BN's excess, or
+    ``rbn_tid`` × BN's.  ``loss_noise``: the spread of the logged losses.
     """
     datasets = datasets or DATASETS
     effects, status = effects or {}, status or {}
@@ -109,12 +112,12 @@ def synthetic_tidy(
                     last = 50 if st == "diverged" else 100
                     for step in range(10, last + 1, 10):
                         loss = (3.0 * np.exp(-step / 50) + 1.0 + train_loss_effects.get(norm, 0.0) * step / 100
-                                + rng.normal(0, 0.01))
+                                + rng.normal(0, loss_noise))
                         if st == "diverged" and step == last:
                             loss = np.nan
                         rows["curves"].append(ids | dict(step=step, kind="train", metric="loss", value=loss))
                     if st == "completed":
-                        vloss = 1.5 + valid_loss_effects.get(norm, 0.0) + rng.normal(0, 0.01)
+                        vloss = 1.5 + valid_loss_effects.get(norm, 0.0) + rng.normal(0, loss_noise)
                         rows["curves"].append(ids | dict(step=100, kind="valid", metric="loss", value=vloss))
                     # per layer: batch_vs_population as a multiple of the sentence floor
                     level = tid_level.get(dataset, 1.5)
@@ -122,7 +125,7 @@ def synthetic_tidy(
                     if dataset in first_layer_level:
                         levels = [first_layer_level[dataset]] + [0.5] * (len(MODULES) - 1)
                     if norm == "rbn":
-                        levels = [lv * 0.5 + 0.5 for lv in levels]
+                        levels = [lv * rbn_tid if rbn_tid is not None else lv * 0.5 + 0.5 for lv in levels]
                     # online TID: flat until step 50, then up to `growth` x by step 80 (after burn-in and warm-up)
                     if batch:
                         g = tid_growth.get(dataset, 1.0)
@@ -175,7 +178,7 @@ def synthetic_tidy(
                                                              primary=True, higher_is_better=higher_is_better(metric)))
                             rows["scores"].append(ids | dict(
                                 split=split, stats=stats_name, metric="loss",
-                                value=1.5 + valid_loss_effects.get(norm, 0) + rng.normal(0, 0.01), primary=False,
+                                value=1.5 + valid_loss_effects.get(norm, 0) + rng.normal(0, loss_noise), primary=False,
                                 higher_is_better=False))
     out = {name: pd.DataFrame(rows[name], columns=columns(name)) for name in TABLES}
     out[BASELINES_TABLE] = pd.DataFrame(baselines, columns=BASELINE_COLUMNS)

@@ -332,8 +332,8 @@ def _measure_scale(measure: str, metric: str, opts: dict) -> tuple[str, float, d
     """(test scale 'absolute'|'log', margin in test units, the declared margin) of a measure."""
     if measure == "tid":
         return "log", np.nan, None
-    if measure.startswith("log10_"):
-        return "absolute", np.nan, None
+    if measure.startswith("log10_"):  # already log10 of a condition number
+        return "log10", np.nan, None
     spec = opts["margins"].get(metric)
     if spec is None:
         return "absolute", np.nan, None
@@ -408,6 +408,8 @@ def _relative(x: float, scale: str, ref: float) -> float:
         return np.nan
     if scale == "log":
         return math.expm1(x)
+    if scale == "log10":
+        return 10.0**x - 1.0
     return x / ref if ref else np.nan
 
 
@@ -437,7 +439,7 @@ def holm(comparisons: pd.DataFrame) -> pd.DataFrame:
     out["mde"] = [minimum_detectable_effect(int(n), sd, a) for n, sd, a in
                   zip(out["n_pairs"], out["estimate_sd"], out["mde_alpha"], strict=True)]
     ref = out["mean_b"].abs()
-    out["mde_rel"] = np.where(out["test_scale"] == "log", np.expm1(out["mde"]), out["mde"] / ref.where(ref > 0))
+    out["mde_rel"] = [_relative(m, sc, r) for m, sc, r in zip(out["mde"], out["test_scale"], ref, strict=True)]
     out["p"], out["p_holm"] = out["p_two_sided"], out["p_holm_two_sided"]
     out["significant"] = (out["p_holm"] < ALPHA) & out["testable"]
     return out
@@ -596,6 +598,8 @@ def tid_summary(layers: pd.DataFrame, online: pd.DataFrame, runs: pd.DataFrame, 
     for col in TID_SUMMARY_COLUMNS:
         if col not in out.columns:
             out[col] = np.nan
+    numeric = LAYER_QUANTITIES + [c for c in GROWTH_COLUMNS if c not in ("online_steps", "growth_note")]
+    out[numeric] = out[numeric].apply(pd.to_numeric, errors="coerce")
     out["online_steps"] = out["online_steps"].fillna(0).astype(int)
     out["growth_note"] = out["growth_note"].fillna("no online TID record for this run")
     return out[TID_SUMMARY_COLUMNS].sort_values(["run_id", "kind", "summary"]).reset_index(drop=True)
