@@ -50,7 +50,7 @@ BASELINE_METRIC = {"copy_source": "bleu", "unigram": "ppl", "majority": "accurac
 
 # Every table `normlab stats` writes (results/stats/NAME.csv), plus the declared settings it used.
 STATS_TABLES = ("summary", "comparisons", "learning_bars", "tid_layers", "tid_summary", "tid_curves",
-                "curves_summary", "correlations", "tid_gap", "conditioning_summary")
+                "curves_summary", "correlations", "tid_gap", "conditioning_summary", "runtime")
 STATS_SETTINGS = "analysis.json"
 
 # The paper outputs.

@@ -46,7 +46,7 @@ from statsmodels.stats.power import NormalIndPower, TTestPower
 from normlab.atomic import atomic_write_text
 
 from . import options as analysis_options
-from .contract import BASELINES_TABLE, ID_COLUMNS, STATS_SETTINGS, STATS_TABLES, TID_KINDS
+from .contract import BASELINES_TABLE, ID_COLUMNS, STATS_SETTINGS, STATS_TABLES, TID_KINDS, TIDY_TABLES
 from .labels import BASELINE_LABELS, module_key
 from .tidy import limitations, read_tidy, write_csv
 
@@ -129,7 +129,9 @@ TID_GAP_COLUMNS = ["config_name", "scale", "task", "dataset", "placement", "kind
                    "tid", "tid_sd", "tid_n", "floor_ref", "floor_ref_kind", "tid_over_floor", "gap_rel",
                    "gap_rel_ci_low", "gap_rel_ci_high", "gap_n", "included", "reason", "rank_tid", "rank_gap"]
 CONDITIONING_SUMMARY_COLUMNS = SETTING + ["scale", "task", "norm", "module", "order", "measure", "site", "centred",
-                                          "a9_position", "a9_measure", "n", "mean_log10", "sd_log10", "mean"]
+                                          "a9_position", "a9_measure", "n", "mean_log10", "sd_log10", "mean", "sd"]
+RUNTIME_COLUMNS = ["config_name", "scale", "rule", "dataset", "norm", "n", "s_mean", "s_std", "max_rss_mb",
+                   "cpu_time_s", "ratio_to_ln"]
 
 
 # --- per-run observations ----------------------------------------------------------------------------
@@ -756,11 +758,29 @@ def conditioning(tidy: dict[str, pd.DataFrame], layers: pd.DataFrame) -> tuple[p
     summary = cond.groupby(SETTING + ["scale", "task", "norm", "module", "measure", "site", "centred", "a9_position",
                                       "a9_measure"], dropna=False).agg(
         n=("log10", "count"), mean_log10=("log10", "mean"), sd_log10=("log10", _sample_std),
-        mean=("value", "mean")).reset_index()
+        mean=("value", "mean"), sd=("value", _sample_std)).reset_index()
     summary = _forward_order(summary, SETTING + ["norm", "measure", "site"])
     per_run = cond[cond["a9_position"] & cond["a9_measure"]].groupby(["run_id", "measure"], as_index=False)[
         "log10"].mean().rename(columns={"log10": "value"})
     return summary[CONDITIONING_SUMMARY_COLUMNS], per_run
+
+
+# --- runtime ---------------------------------------------------------------------------------------
+
+
+def runtime(tidy: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per rule × dataset × norm: wall seconds (mean ± sd over seeds and placements), peak RSS, CPU time,
+    and the ratio of mean wall time to LN's (the Snakemake benchmark files)."""
+    bench = tidy.get("benchmarks")
+    if bench is None or bench.empty:
+        return pd.DataFrame(columns=RUNTIME_COLUMNS)
+    agg = bench.groupby(["config_name", "scale", "rule", "dataset", "norm"]).agg(
+        n=("s", "count"), s_mean=("s", "mean"), s_std=("s", _sample_std), max_rss_mb=("max_rss_mb", "mean"),
+        cpu_time_s=("cpu_time_s", "mean")).reset_index()
+    ln = agg[agg["norm"] == "ln"].set_index(["config_name", "rule", "dataset"])["s_mean"]
+    key = pd.MultiIndex.from_frame(agg[["config_name", "rule", "dataset"]])
+    agg["ratio_to_ln"] = agg["s_mean"].to_numpy() / ln.reindex(key).to_numpy()
+    return agg[RUNTIME_COLUMNS]
 
 
 # --- the command -------------------------------------------------------------------------------------
@@ -781,7 +801,7 @@ def compute(tidy: dict[str, pd.DataFrame], opts: dict | None = None) -> dict[str
     corr, points = correlations(tsum, comps, bars, opts)
     return dict(summary=summarise(obs), comparisons=comps, learning_bars=bars, tid_layers=layers,
                 tid_summary=tsum, tid_curves=tid_curves(tidy, online), curves_summary=curves_summary(tidy),
-                correlations=corr, tid_gap=points, conditioning_summary=cond_summary)
+                correlations=corr, tid_gap=points, conditioning_summary=cond_summary, runtime=runtime(tidy))
 
 
 def settings_record(tidy: dict[str, pd.DataFrame], opts: dict) -> dict:
@@ -834,9 +854,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = analysis_options.load(args.analysis)
-    tidy = read_tidy(args.tidy, tuple(t for t in ("runs", "scores", "curves", "tid", "tid_decomposition",
-                                                  "conditioning")) + (BASELINES_TABLE,),
-                     optional=("tid", BASELINES_TABLE))
+    tidy = read_tidy(args.tidy, (*TIDY_TABLES, BASELINES_TABLE), optional=("tid", BASELINES_TABLE))
     results = compute(tidy, opts)
     for name, frame in results.items():
         write_csv(frame, Path(args.out) / f"{name}.csv")
