@@ -151,7 +151,8 @@ def test_claims_without_their_tasks_are_not_testable():
 def test_a_planted_tie_is_inconclusive_with_a_tiny_margin_and_supported_with_a_generous_one():
     tie = dict(norms=("ln", "bn", "rbn"), seeds=(1, 2, 3))  # RBN = LN: no planted effect
     assert _evaluate(TINY, **tie)["A8"].verdict == "inconclusive"
-    generous = {"margins": {"bleu": {"value": 2.0}, "accuracy": {"value": 0.05}, "ppl": {"value": 0.1, "relative": True}}}
+    generous = {"margins": {"bleu": {"value": 2.0}, "accuracy": {"value": 0.05},
+                            "ppl": {"value": 0.1, "relative": True}}}
     res = _evaluate(generous, **tie)["A8"]
     assert res.verdict == "supported" and "non-inferiority margin" in res.test
 

@@ -49,7 +49,7 @@ BASELINE_COLUMNS = ["dataset", "corpus", "task", "metric", "baseline", "value", 
 BASELINE_METRIC = {"copy_source": "bleu", "unigram": "ppl", "majority": "accuracy", "all_o": "f1"}
 
 # Every table `normlab stats` writes (results/stats/NAME.csv), plus the declared settings it used.
-STATS_TABLES = ("summary", "comparisons", "learning_bars", "tid_layers", "tid_summary", "tid_curves",
+STATS_TABLES = ("summary", "comparisons", "learning_bars", "tid_layers", "tid_summary", "tid_profile", "tid_curves",
                 "curves_summary", "correlations", "tid_gap", "conditioning_summary", "runtime")
 STATS_SETTINGS = "analysis.json"
 

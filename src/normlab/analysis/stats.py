@@ -120,6 +120,8 @@ GROWTH_COLUMNS = ["early", "late", "growth", "window_start", "early_from", "earl
                   "online_steps", "growth_note"]
 TID_SUMMARY_COLUMNS = ID_COLUMNS + ["status", "kind", "summary", "declared", "n_layers", "probe_mode",
                                     "floor_ref_kind"] + LAYER_QUANTITIES + GROWTH_COLUMNS
+TID_PROFILE_COLUMNS = SETTING + ["scale", "task", "norm", "kind", "module", "order", "method", "quantity", "mean",
+                                 "sd", "n"]
 CURVE_COLUMNS = SETTING + ["scale", "task", "norm", "group", "kind", "metric", "step", "mean", "sd", "n"]
 TID_CURVE_COLUMNS = SETTING + ["scale", "task", "norm", "group", "kind", "summary", "step", "mean", "sd", "n"]
 CORRELATION_COLUMNS = ["config_name", "scale", "placement", "kind", "tid_summary", "tid_measure", "gap",
@@ -518,6 +520,19 @@ def _number(value) -> float:
         return np.nan
 
 
+def tid_profile(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per setting × norm × kind × module × quantity: mean ± sd over completed seeds (the per-layer figure)."""
+    ok = layers[(layers["status"] == "completed") & layers["in_summary"]]
+    if ok.empty:
+        return pd.DataFrame(columns=TID_PROFILE_COLUMNS)
+    long = ok.melt(id_vars=SETTING + ["scale", "task", "norm", "kind", "module", "order", "method"],
+                   value_vars=LAYER_QUANTITIES, var_name="quantity", value_name="value").dropna(subset=["value"])
+    by = SETTING + ["scale", "task", "norm", "kind", "module", "method", "quantity"]
+    out = long.groupby(by).agg(order=("order", "min"), mean=("value", "mean"), sd=("value", _sample_std),
+                               n=("value", "count")).reset_index()
+    return out[TID_PROFILE_COLUMNS]
+
+
 def _window_values(steps: np.ndarray, values: np.ndarray, start: float, last: float, early: float, late: float):
     span = last - start
     e_to, l_from = start + early * span, last - late * span
@@ -800,7 +815,8 @@ def compute(tidy: dict[str, pd.DataFrame], opts: dict | None = None) -> dict[str
     comps = all_comparisons(obs, opts, bars, batch_norms)
     corr, points = correlations(tsum, comps, bars, opts)
     return dict(summary=summarise(obs), comparisons=comps, learning_bars=bars, tid_layers=layers,
-                tid_summary=tsum, tid_curves=tid_curves(tidy, online), curves_summary=curves_summary(tidy),
+                tid_summary=tsum, tid_profile=tid_profile(layers), tid_curves=tid_curves(tidy, online),
+                curves_summary=curves_summary(tidy),
                 correlations=corr, tid_gap=points, conditioning_summary=cond_summary, runtime=runtime(tidy))
 
 
@@ -819,16 +835,29 @@ def settings_record(tidy: dict[str, pd.DataFrame], opts: dict) -> dict:
     }
 
 
-def read_stats(stats_dir: Path) -> dict[str, pd.DataFrame]:
+STATS_COLUMNS = {"summary": SUMMARY_COLUMNS, "comparisons": COMPARISON_COLUMNS, "learning_bars": LEARNING_BAR_COLUMNS,
+                 "tid_layers": TID_LAYER_COLUMNS, "tid_summary": TID_SUMMARY_COLUMNS,
+                 "tid_profile": TID_PROFILE_COLUMNS, "tid_curves": TID_CURVE_COLUMNS, "curves_summary": CURVE_COLUMNS,
+                 "correlations": CORRELATION_COLUMNS, "tid_gap": TID_GAP_COLUMNS,
+                 "conditioning_summary": CONDITIONING_SUMMARY_COLUMNS, "runtime": RUNTIME_COLUMNS}
+assert tuple(STATS_COLUMNS) == STATS_TABLES
+
+
+def read_stats(stats_dir: Path | None, optional: bool = False) -> dict[str, pd.DataFrame]:
+    """The statistics tables; ``optional``: an absent file (or folder) is an empty table (the figures
+    then say so), else an error naming the command that writes it."""
     out = {}
     for name in STATS_TABLES:
-        path = Path(stats_dir) / f"{name}.csv"
-        if not path.is_file():
+        path = Path(stats_dir) / f"{name}.csv" if stats_dir is not None else None
+        if path is None or not path.is_file():
+            if optional:
+                out[name] = pd.DataFrame(columns=STATS_COLUMNS[name])
+                continue
             raise FileNotFoundError(f"{path} does not exist; run `normlab stats` first")
         try:
             frame = pd.read_csv(path)
         except pd.errors.EmptyDataError:
-            frame = pd.DataFrame()
+            frame = pd.DataFrame(columns=STATS_COLUMNS[name])
         for col in ("higher_is_better", "significant", "testable", "passes", "declared", "in_summary", "is_first",
                     "included", "a9_position", "a9_measure", "centred", "relative"):
             if col in frame.columns:
@@ -837,9 +866,14 @@ def read_stats(stats_dir: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
-def read_settings(stats_dir: Path) -> dict:
-    path = Path(stats_dir) / STATS_SETTINGS
-    if not path.is_file():
+def read_settings(stats_dir: Path | None, optional: bool = False) -> dict:
+    """``analysis.json``; ``optional``: the defaults (and a limitation saying so) when it is absent."""
+    path = Path(stats_dir) / STATS_SETTINGS if stats_dir is not None else None
+    if path is None or not path.is_file():
+        if optional:
+            record = settings_record({"curves": pd.DataFrame(columns=["metric"])}, None)
+            record["limitations"] = ["no statistics (run `normlab stats`): nothing computed to draw"]
+            return record
         raise FileNotFoundError(f"{path} does not exist; run `normlab stats` first")
     return json.loads(path.read_text())
 
@@ -852,14 +886,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "`analysis:` section is read (default: normlab.analysis.options.DEFAULTS)")
 
 
-def run(args: argparse.Namespace) -> int:
-    opts = analysis_options.load(args.analysis)
-    tidy = read_tidy(args.tidy, (*TIDY_TABLES, BASELINES_TABLE), optional=("tid", BASELINES_TABLE))
+def main_stats(tidy_dir: Path, out: Path, opts: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Read the tidy tables, compute, write every statistics table and ``analysis.json``."""
+    opts = analysis_options.with_defaults(opts)
+    tidy = read_tidy(tidy_dir, (*TIDY_TABLES, BASELINES_TABLE), optional=("tid", BASELINES_TABLE))
     results = compute(tidy, opts)
     for name, frame in results.items():
-        write_csv(frame, Path(args.out) / f"{name}.csv")
+        write_csv(frame, Path(out) / f"{name}.csv")
     record = settings_record(tidy, opts)
-    atomic_write_text(Path(args.out) / STATS_SETTINGS, json.dumps(record, indent=1, default=str) + "\n")
+    atomic_write_text(Path(out) / STATS_SETTINGS, json.dumps(record, indent=1, default=str) + "\n")
+    return results | {"_settings": record}
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = analysis_options.load(args.analysis)
+    results = main_stats(args.tidy, args.out, opts)
+    record = results.pop("_settings")
     comps = results["comparisons"]
     testable = results["learning_bars"]["testable"]
     print(f"{len(comps)} comparisons, {int(testable.sum())} of {len(testable)} settings testable, "
