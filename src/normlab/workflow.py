@@ -338,6 +338,13 @@ def baseline_settings(cfg: dict, cell_list: list[Cell], runs: dict[str, dict]) -
     return list(out.values())
 
 
+def norm_options_text(cfg: dict, norm: str) -> str:
+    """A norm's configured options as one line for the figures (e.g. RBN's λ per placement)."""
+    opts = cfg["norm_options"].get(norm, {})
+    parts = [f"{where}: " + ", ".join(f"{k} {v}" for k, v in sorted(o.items())) for where, o in opts.items() if o]
+    return f"{norm.upper()} options: {'; '.join(parts)}" if parts else f"{norm.upper()}: default options"
+
+
 SWEEP_POINT_COLUMNS = ("setting", "corpus", "factor", "level", "level_value", "level_rank", "is_base", "placement")
 
 
