@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -168,6 +169,18 @@ def test_old_style_tables_are_read_as_what_they_are(tmp_path):
     notes = " ".join(tidy.limitations(back))
     assert "without dropout" in notes and "no sentence floor" in notes and "old measure" in notes
     assert "baselines" in notes  # not read: none given
+
+
+def test_committed_tables_get_the_manifest_columns_without_their_run_folders(collected, tmp_path):
+    tables, root = collected
+    old = tables["runs"].drop(columns=["batch_stats", "momentum", "warmup_steps"])
+    old.to_csv(tmp_path / "runs.csv", index=False)
+    assert main(["collect", "--manifest", str(root / "manifest.csv"), "--out", str(tmp_path),
+                 "--refresh-manifest-columns"]) == 0
+    runs = tidy.read_tidy(tmp_path, ("runs",))["runs"].set_index("run_id")
+    assert runs.loc["syn_cls/post/bn/seed1", "batch_stats"] and runs.loc["syn_cls/post/bn/seed1", "momentum"] == 0.05
+    assert not runs.loc["syn_cls/post/ln/seed1", "batch_stats"] and np.isnan(runs.loc["syn_cls/post/ln/seed1",
+                                                                                       "momentum"])
 
 
 def test_synthetic_fixture_is_schema_complete():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,8 +285,10 @@ def _fill_counts(res: Result, rows: pd.DataFrame) -> None:
         res.n_missing = int(rows["n_missing_a"].sum() + rows["n_missing_b"].sum())
         res.n_diverged = int(rows["n_diverged_a"].sum() + rows["n_diverged_b"].sum())
         res.effect, res.interval, res.mde = _effect_texts(rows)
-        fam = rows["family"].iloc[0]
-        res.test = f"paired t; Holm over {int(rows['holm_m'].max())} setting(s) of {fam}"
+        fam, m = rows["family"].iloc[0], int(rows["holm_m"].max())
+        res.test = (f"paired t; Holm over {m} setting(s) of {fam}" if m else
+                    f"paired t: no test ({res.n_seeds} seed pair(s) per setting; a t-test needs ≥ 2, a verdict "
+                    f"≥ {MIN_PAIRS})")
 
 
 KINDS = {"beats": ({"better"}, {"worse"}), "worse": ({"worse"}, {"better"}),
@@ -367,15 +370,22 @@ def tid_claim(cid: str, stats: dict, tasks: tuple[str, ...], explode: bool, decl
     if keys:
         counts = [len(m) for _, m in keys]
         res.n_seeds = str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
-        ratios = pd.concat([m["ratio_ref"] for _, m in keys])
-        logs = np.log(ratios.dropna())
-        if len(logs):
-            res.effect = f"geometric mean TID/floor {np.exp(logs.mean()):.3g} ({TID_SUMMARY_LABELS[declared]})"
-        if len(logs) >= 2:
-            ci = sps.ttest_1samp(logs, 0.0).confidence_interval(0.95)
-            res.interval = f"[{np.exp(ci.low):.3g}, {np.exp(ci.high):.3g}] (all settings' seeds pooled)"
-            mde = minimum_detectable_effect(len(logs), float(np.std(logs, ddof=1)), ALPHA)
-            res.mde = "—" if not _finite(mde) else f"×{np.exp(mde):.3g} on the ratio"
+        per = []
+        for _, mine in keys:  # per setting: geometric mean ratio, t-interval on the logs, MDE at α / settings
+            logs = np.log(mine["ratio_ref"].dropna())
+            lo = hi = mde = np.nan
+            if len(logs) >= 2 and np.ptp(logs) > 0:
+                ci = sps.ttest_1samp(logs, 0.0).confidence_interval(0.95)
+                lo, hi = float(np.exp(ci.low)), float(np.exp(ci.high))
+                mde = minimum_detectable_effect(len(logs), float(np.std(logs, ddof=1)), ALPHA / len(keys))
+            per.append((float(np.exp(logs.mean())) if len(logs) else np.nan, lo, hi, mde))
+        with warnings.catch_warnings():  # an all-NaN column (one seed everywhere) is a NaN median, said so
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(np.array(per, dtype=float), axis=0)
+        word = "" if len(keys) == 1 else f"median over {len(keys)} settings: "
+        res.effect = f"{word}TID/floor {med[0]:.3g} ({TID_SUMMARY_LABELS[declared]})" if _finite(med[0]) else "—"
+        res.interval = f"{word}[{med[1]:.3g}, {med[2]:.3g}]" if _finite(med[1]) else "— (one seed per setting)"
+        res.mde = f"{word}×{np.exp(med[3]):.3g} on the ratio" if _finite(med[3]) else "—"
         res.test = f"one-sample t on log ratios vs log {EXCESS_FACTOR:g} and log growth vs log {GROWTH_FACTOR:g}; " \
                    f"Holm over {len(keys)} setting(s)"
     bn_runs = stats["summary"]
@@ -435,7 +445,9 @@ def claim_a1(comps: pd.DataFrame) -> Result:
         res.verdict = "not testable here"
         tested = sum(superiority_outcome(r) != "untested" for _, r in gap_rows.iterrows())
         res.reason = (f"precondition absent: no significant BN deficit to LN in any of {len(gap_rows)} testable "
-                      f"setting(s) ({tested} with ≥ {MIN_PAIRS} seed pairs), so nothing to explain")
+                      f"setting(s) ({tested} with ≥ {MIN_PAIRS} seed pairs), so nothing to explain" if tested else
+                      f"precondition untestable: with {res.n_seeds} seed pair(s) per setting no BN deficit to LN can "
+                      f"be shown in any of {len(gap_rows)} testable setting(s) (a verdict needs ≥ {MIN_PAIRS})")
     else:
         res.verdict, res.reason = fraction_verdict(outcomes, {"success"}, {"failure"}, 0.5, strict=True)
         res.reason += f" (success: batch-statistics evaluation recovers ≥ {GAP_CLOSED:g} of the gap, training loss " \
@@ -471,7 +483,7 @@ def claim_a4(stats: dict, declared: str) -> Result:
         res.interval = f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if _finite(r["ci_low"]) else "—"
         res.mde = f"|ρ| ≥ {r['mde_rho']:.2f}" if _finite(r["mde_rho"]) else "—"
     elif len(main):
-        res.effect = "; ".join(f"{r.placement} ρ = {r.rho:+.2f}" for r in main.itertuples())
+        res.effect = "; ".join(f"{r.placement} ρ = {_signed(r.rho)}" for r in main.itertuples())
         res.interval = "; ".join(f"{r.placement} [{_signed(r.ci_low)}, {_signed(r.ci_high)}]"
                                  for r in main.itertuples())
         res.mde = "; ".join(f"{r.placement} " + (f"|ρ| ≥ {r.mde_rho:.2f}" if _finite(r.mde_rho) else "—")
@@ -482,7 +494,10 @@ def claim_a4(stats: dict, declared: str) -> Result:
 
 def claim_a6(comps: pd.DataFrame, declared: str) -> Result:
     res = paired_claim("A6", comps, "rbn-bn", "beats", 0.5, True, measure="tid")
-    res.reason += f" (lower end-of-training mean TID, {TID_SUMMARY_LABELS[declared]}, paired by seed)"
+    rows = _rows(comps, "rbn-bn", "tid")
+    rows = rows[rows["testable"] & rows["rel_effect"].notna()]
+    ratio = f"; median BN/RBN TID ratio {1 + rows['rel_effect'].median():.3g}" if len(rows) else ""
+    res.reason += f" (lower end-of-training mean TID, {TID_SUMMARY_LABELS[declared]}, paired by seed{ratio})"
     return res
 
 
@@ -549,6 +564,8 @@ def claim_b4(comps: pd.DataFrame) -> Result:
         _fill_counts(res, rows)
     res.n_settings = len(outcomes)
     res.verdict, res.reason = fraction_verdict(outcomes, {"success"}, {"failure"}, 0.5, True)
+    if not outcomes and not res.n_not_testable:
+        res.reason = "no ln-ln_simple or ln-adanorm loss comparison in this config's runs"
     return res
 
 

@@ -347,14 +347,41 @@ def _as_bool(value):
 # --- the command ---------------------------------------------------------------------------------
 
 
+MANIFEST_RUN_COLUMNS = ("batch_stats", "momentum", "warmup_steps")  # runs.csv columns copied from the manifest
+
+
+def refresh_manifest_columns(runs: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with the manifest's per-cell columns (batch_stats, momentum, warmup_steps) set from
+    ``manifest``, matched by run_id: what `normlab collect` would copy, for a tidy folder whose run
+    folders are not at hand (committed tables written before those columns existed)."""
+    m = manifest.set_index("run_id")
+    unknown = sorted(set(runs["run_id"]) - set(m.index))
+    if unknown:
+        raise ValueError(f"run(s) {unknown[:3]} of runs.csv are not in the manifest; it is another grid's")
+    out = runs.copy()
+    out["batch_stats"] = out["run_id"].map(m["batch_stats"]).map(_as_bool)
+    for col in ("momentum", "warmup_steps"):
+        out[col] = out["run_id"].map(m[col]).map(_optional_number)
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True, type=Path, help="results/manifest.csv (contract §2)")
     parser.add_argument("--out", required=True, type=Path, help="folder of the tidy CSVs (results/tidy)")
     parser.add_argument("--base", type=Path, default=None,
                         help="folder that relative paths in the manifest start from (default: the current one)")
+    parser.add_argument("--refresh-manifest-columns", action="store_true",
+                        help="only set runs.csv's manifest columns (batch_stats, momentum, warmup_steps) in --out "
+                             "from the manifest, without reading run folders (re-analysing committed tables)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.refresh_manifest_columns:
+        runs = read_tidy(args.out, ("runs",))["runs"]
+        write_csv(refresh_manifest_columns(runs, read_manifest(args.manifest))[columns("runs")],
+                  Path(args.out) / "runs.csv")
+        print(f"runs.csv in {args.out}: {', '.join(MANIFEST_RUN_COLUMNS)} from {args.manifest}")
+        return 0
     manifest = read_manifest(args.manifest)
     tables = collect(manifest, args.base or Path("."))
     write_tidy(tables, args.out)

@@ -4,6 +4,8 @@ over seeds with its ± 1 sd in log10 (stats ``conditioning_summary``)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -25,6 +27,8 @@ from .style import (
     styled,
 )
 
+PER_ROW = 6
+
 
 @styled
 def draw(inputs: Inputs, norms: tuple[str, ...] = ("ln", "bn", "rbn")) -> Figure:
@@ -37,16 +41,23 @@ def draw(inputs: Inputs, norms: tuple[str, ...] = ("ln", "bn", "rbn")) -> Figure
     datasets = dataset_order(cond)
     if not datasets:
         return empty_figure(title, inputs.runs, "no conditioning at the A9 positions (stats conditioning_summary)")
-    fig, axes = new_figure(len(MEASURE_LABELS), len(datasets), panel=(3.2, 2.3))
+    per_row = min(PER_ROW, len(datasets))  # many settings (a sweep) wrap into blocks of rows
+    blocks = math.ceil(len(datasets) / per_row)
+    measures = list(MEASURE_LABELS)
+    fig, axes = new_figure(len(measures) * blocks, per_row, panel=(3.2, 2.3))
+    for k in range(len(datasets), per_row * blocks):
+        for i in range(len(measures)):
+            axes[(k // per_row) * len(measures) + i, k % per_row].set_visible(False)
     seen: dict[tuple[str, str], Line2D] = {}
-    for j, dataset in enumerate(datasets):
+    for n, dataset in enumerate(datasets):
+        block, j = divmod(n, per_row)
         sub = cond[cond["dataset"] == dataset]
         modules = sub.sort_values("order").drop_duplicates("module")["module"].tolist()
         xpos = {m: k for k, m in enumerate(modules)}
-        for i, measure in enumerate(MEASURE_LABELS):
-            ax = axes[i, j]
+        for i, measure in enumerate(measures):
+            ax = axes[block * len(measures) + i, j]
             if i == 0:
-                ax.set_title(column_title(dataset, inputs.task_of(dataset)))
+                ax.set_title(column_title(dataset, inputs.task_of(dataset)), fontsize=8)
             if j == 0:
                 ax.set_ylabel(MEASURE_LABELS[measure])
             part = sub[sub["measure"] == measure]

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..labels import TID_SUMMARY_LABELS, norm_label
+from ..labels import PERCENT_METRICS, TID_SUMMARY_LABELS, norm_label
 from .inputs import Inputs
 from .style import finish, log_axis, new_figure, no_data, norm_color, styled
 
@@ -49,9 +49,10 @@ def factor_figure(inputs: Inputs, table: pd.DataFrame, factor: str, note: str = 
             color, shift = norm_color(norm), (k - 0.5) * 0.14
             dots = _seed_dots(inputs, settings, norm, declared)
             first = _seed_dots(inputs, settings, norm, "first")
-            ax_tid.scatter(dots["level_rank"] + shift, dots["ratio_ref"], s=16, color=color, zorder=3)
-            ax_tid.scatter(first["level_rank"] + shift, first["ratio_ref"], s=22, facecolors="white",
+            # the first layer a wide ring, the declared summary a dot inside: both visible where they agree
+            ax_tid.scatter(first["level_rank"] + shift, first["ratio_ref"], s=60, facecolors="white",
                            edgecolors=color, zorder=3)
+            ax_tid.scatter(dots["level_rank"] + shift, dots["ratio_ref"], s=14, color=color, zorder=4)
             mean = g[f"{norm}_ratio"]
             ax_tid.errorbar(g["level_rank"] + shift, mean, yerr=g[f"{norm}_ratio_sd"].fillna(0), color=color,
                             ls="-" if joined else "none", lw=1, marker="_", ms=10, capsize=2)
@@ -63,18 +64,20 @@ def factor_figure(inputs: Inputs, table: pd.DataFrame, factor: str, note: str = 
             no_data(ax_tid, f"{corpus}: no BN/RBN probe at these points")
         kinds = g["floor_kind"].dropna()
         ax_tid.set_ylabel(f"{corpus}\nTID / floor ({kinds.iloc[0] if len(kinds) else '?'})")
+        metric = g["metric"].dropna()
+        metric = metric.iloc[0] if len(metric) else "metric"
+        unit = 100.0 if metric in PERCENT_METRICS else 1.0  # accuracy and F1 in points, as the tables
         for k, norm in enumerate(("bn", "rbn")):
             x = g["level_rank"] + (k - 0.5) * 0.14
-            y, lo, hi = g[f"{norm}_gap"], g[f"{norm}_gap_ci_low"], g[f"{norm}_gap_ci_high"]
+            y, lo, hi = (unit * g[f"{norm}_{c}"] for c in ("gap", "gap_ci_low", "gap_ci_high"))
             err = np.vstack([(y - lo).clip(lower=0).fillna(0), (hi - y).clip(lower=0).fillna(0)])
             ax_gap.errorbar(x, y, yerr=err, color=norm_color(norm), marker="o", ms=4, capsize=2, lw=1,
                             ls="-" if joined else "none")
             untestable = g[~g["testable"].fillna(False).astype(bool)]
-            ax_gap.scatter(untestable["level_rank"], untestable[f"{norm}_gap"], marker="x", color="0.3", s=30,
+            ax_gap.scatter(untestable["level_rank"], unit * untestable[f"{norm}_gap"], marker="x", color="0.3", s=30,
                            zorder=4)
         ax_gap.axhline(0, color="0.3", lw=0.8)
-        metric = g["metric"].dropna()
-        ax_gap.set_ylabel(f"norm − LN ({metric.iloc[0] if len(metric) else 'metric'})")
+        ax_gap.set_ylabel(f"norm − LN ({metric}{' points' if unit == 100 else ''})")
         for ax in (ax_tid, ax_gap):
             _levels(ax, g)
             ax.set_xlabel(factor + ("  (* base point)" if i == len(corpora) - 1 else ""))
@@ -83,8 +86,7 @@ def factor_figure(inputs: Inputs, table: pd.DataFrame, factor: str, note: str = 
     handles += [Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", label="first BN layer (seeds)"),
                 Line2D([], [], color="0.4", ls="--", label="at the floor"),
                 Line2D([], [], color="0.3", marker="x", ls="none", label="not testable (LN below its bar)")]
-    seeds = table["bn_seeds"].dropna()
-    extra = f"{int(seeds.max()) if len(seeds) else 0} seed(s) per point; right: 95 % CI only with ≥ 2 seeds"
+    extra = "right: 95 % CI only with ≥ 2 seeds"
     return finish(fig, f"Scale study, factor '{factor}': BN's and RBN's TID against the floor (left), difference "
                   "to LN on the primary test metric (right)", inputs.runs, handles, ncol=3,
                   note="; ".join(x for x in (extra, note) if x))
@@ -105,8 +107,8 @@ def summary_figure(inputs: Inputs, table: pd.DataFrame, factors: list[str] | Non
         for k, corpus in enumerate(corpora):
             g = rows[rows["corpus"] == corpus].sort_values("level_rank")
             x = g["level_rank"] + (k - (len(corpora) - 1) / 2) * 0.1
-            ax.plot(x, g["bn_ratio"], marker="o", ms=4, lw=1, ls="-" if joined else "none", color=colors[corpus])
-            ax.plot(x, g["bn_ratio_first"], marker="o", mfc="white", ms=4, ls="none", color=colors[corpus])
+            ax.plot(x, g["bn_ratio_first"], marker="o", mfc="white", ms=7, ls="none", color=colors[corpus])
+            ax.plot(x, g["bn_ratio"], marker="o", ms=3.5, lw=1, ls="-" if joined else "none", color=colors[corpus])
         ax.axhline(1.0, color="0.4", ls="--", lw=1)
         _levels(ax, rows)
         ax.set_title(factor, fontsize=9)
@@ -116,7 +118,7 @@ def summary_figure(inputs: Inputs, table: pd.DataFrame, factors: list[str] | Non
                 log_axis(ax)
     handles = [Line2D([], [], marker="o", ls="-", lw=1, ms=4, color=colors[c], label=c) for c in corpora]
     handles += [Line2D([], [], marker="o", ls="none", color="0.3", label=TID_SUMMARY_LABELS[declared]),
-                Line2D([], [], marker="o", mfc="white", ls="none", color="0.3", label="first BN layer"),
+                Line2D([], [], marker="o", mfc="white", ms=7, ls="none", color="0.3", label="first BN layer"),
                 Line2D([], [], color="0.4", ls="--", label="at the floor")]
     return finish(fig, "BN's TID against its floor vs scale (* = base point; mean over seeds)", inputs.runs, handles,
                   note=note, ncol=4)

@@ -96,6 +96,8 @@ def draw(inputs: Inputs, norm: str = "bn") -> Figure:
             w = windows(inputs, dataset, placement, norm)
             if w is not None and np.isfinite(w["window_start"]):
                 ax.axvline(w["window_start"], color="0.2", lw=0.8, ls=":")
+                if w["window_start"] >= seeds["step"].max():
+                    panel_note(ax, "run ends before burn-in and warm-up: no growth measured")
                 for lo, hi in (("early_from", "early_to"), ("late_from", "late_to")):
                     if np.isfinite(w[lo]) and np.isfinite(w[hi]):
                         ax.axvspan(w[lo], w[hi], color="#ffd54f", alpha=0.25, lw=0)

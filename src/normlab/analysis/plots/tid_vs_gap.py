@@ -5,6 +5,8 @@ Spearman's ρ measures, so that one setting does not flatten the rest."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
@@ -54,7 +56,8 @@ def draw(inputs: Inputs) -> Figure:
                      capsize=2)
         ranks.plot(g["rank_tid"], g["rank_gap"], ls="none", marker=marker, color=color, ms=7)
         for r in g.itertuples():
-            label = r.dataset if len(inc) <= 12 else r.dataset.split(".")[-1]
+            corpus, _, point = r.dataset.partition(".")
+            label = r.dataset if len(inc) <= 12 or not point else f"{corpus[:5]}·{point}"
             raw.annotate(label, (r.tid, 100 * r.gap_rel), textcoords="offset points", xytext=(4, 3), fontsize=6.5,
                          color=color)
             ranks.annotate(label, (r.rank_tid, r.rank_gap), textcoords="offset points", xytext=(4, 3), fontsize=6.5,
@@ -71,11 +74,13 @@ def draw(inputs: Inputs) -> Figure:
     raw.set_title("values (error bars: ± 1 sd of TID over seeds; 95 % CI of the gap)", fontsize=8)
     ranks.set_xlabel("rank of BN's TID among the testable settings")
     ranks.set_ylabel("rank of BN − LN")
-    ranks.set_title("ranks: what Spearman's ρ measures\n" + "\n".join(texts), fontsize=8)
+    ranks.set_title("ranks: what Spearman's ρ measures\n" + "\n".join(textwrap.fill(t, 70) for t in texts),
+                    fontsize=8)
     excluded = pts[~pts["included"]]
     handles = [Line2D([], [], marker=PLACEMENT_MARKERS.get(p, "o"), ls="none", color=PLACEMENT_COLORS.get(p, "0.3"),
                       label=PLACEMENT_LABELS.get(p, p)) for p in sorted(inc["placement"].unique())]
-    note = (f"n = {len(inc)} points drawn (the correlation's settings)"
+    counts = ", ".join(f"{n} {PLACEMENT_LABELS.get(p, p)}" for p, n in inc.groupby("placement").size().items())
+    note = (f"n = {len(inc)} points drawn ({counts}; each placement's ρ is over its own points)"
             + (f"; {len(excluded)} not drawn: not testable or no seed pair" if len(excluded) else "")
             + "; the expected sign under the claim is negative")
     return finish(fig, title, inputs.runs, handles, note=note)
