@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ID_COLUMNS = ["run_id", "config_name", "scale", "task", "dataset", "placement", "norm", "seed"]
+from normlab.analysis.contract import ID_COLUMNS
 
 # dataset -> (task, primary metric, higher is better, tokens per batch, LN's score, TID growth rate)
 DATASETS = {
