@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from normlab.analysis.contract import ID_COLUMNS
 
 # dataset -> (task, primary metric, higher is better, tokens per batch, LN's score, TID growth rate)
 DATASETS = {
