@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 # dataset -> (task, primary metric, higher is better, tokens per batch, LN's score, TID growth rate)
 DATASETS = {
     "fashion_mnist": ("image", "accuracy", True, 2176, 0.86, 0.0),
