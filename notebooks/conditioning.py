@@ -9,17 +9,15 @@
 # %% [markdown]
 # # Layer-wise conditioning: LN vs BN vs RBN (claim A9)
 #
-# For each norm module, the probe takes the covariance of that norm's input features over a set of
-# training batches and reports, from its eigenvalues λ₁ ≥ … ≥ λ_C: C50% = λ₁/λ_{C/2}, C80% = λ₁/λ_{0.8C}
-# and Cmax = λ₁ (Huang et al. 2020, as the RBN paper uses them). Smaller is better conditioned.
-# The claim: RBN gives smaller values than LN.
+# For each position where the BN-family models normalise with batch statistics (and the LN model at
+# the same positions), the probe takes the covariance of what the following linear layers see, and
+# reports from its eigenvalues λ₁ ≥ … ≥ λ_C: C50% = λ₁/λ_{C/2}, C80% = λ₁/λ_{0.8C} and Cmax = λ₁
+# (Huang et al. 2020, as the RBN paper uses them). Smaller is better conditioned. The claim: RBN
+# gives smaller values than LN. The three measures count as one setting in the verdict.
+# Tables written by an older probe hold the uncentred second moment of the norm's input instead:
+# the figure and table say so.
 #
-# The table is `paper_tables/conditioning.csv` (written by `normlab tables`); the figure is drawn from
-# the tidy `conditioning.csv` by `normlab.analysis.figures.conditioning`.
-#
-# Small scale: d_model is small (tens to a few hundred features), so C80% rests on few eigenvalues and
-# is noisy, and a covariance estimated from a few thousand tokens has its own sampling spread; the
-# seeds' spread is shown for that reason. Differences within that spread are not evidence either way.
+# Small scale: d_model is small, so C80% rests on few eigenvalues; the seeds' spread is shown.
 
 # %% tags=["parameters"]
 tidy_dir = "results/tidy"
@@ -44,20 +42,19 @@ if table is not None:
     display(table)
 
 # %% [markdown]
-# ## Per layer
+# ## Per layer, at the BN positions
 
 # %%
 show_figure(F.conditioning(inputs))
 
 # %% [markdown]
-# Mean over norm modules per run, then mean ± sd over seeds, from the tidy table (every norm, not
-# only LN/BN/RBN). Runs that diverged have no probe and are not in these rows; `runs.csv` counts them.
+# The comparisons claim A9 uses: mean log10 over the positions per run, paired by seed.
 
 # %%
-cond = inputs.conditioning
-if len(cond):
-    per_run = cond.groupby(F.ID_COLUMNS + ["measure"], as_index=False)["value"].mean()
-    display(per_run.pivot_table(index=["dataset", "placement", "norm"], columns="measure", values="value",
-                                aggfunc=["mean", "std", "count"]).round(3))
+c = inputs.comparisons
+if len(c):
+    display(c[c["measure"].str.startswith("log10_", na=False)][
+        ["comparison", "measure", "dataset", "placement", "testable", "n_pairs", "rel_effect", "rel_ci_low",
+         "rel_ci_high", "p_holm_better", "p_holm_worse", "mde_rel"]])
 else:
-    print("conditioning.csv has no rows: no probed run in this configuration")
+    print("comparisons.csv is absent or empty: run `normlab stats`")

@@ -15,20 +15,17 @@
 # The paper's claims: TID stays small for images and language modelling (A2), "explodes" in NMT,
 # tagging and classification (A3), indicates BN's deficit to LN across datasets (A4), and RBN lowers it (A6).
 #
-# **The noise floor.** A batch of N i.i.d. tokens has a mean TID of about 1/√N from sampling alone, so
-# a raw TID says nothing until it is set beside that floor. At laptop scale (hundreds to a few thousand
-# tokens per batch, short training, shallow models) a measured probe found every TID at the floor.
-# The probe therefore splits TID into the i.i.d. **floor**, the excess from **batch structure**
-# (correlated tokens of a sentence, length bucketing) and the **lag** of the running statistics behind
-# the population of the current weights. An "explosion" is growth of structure or lag, never of the floor.
+# **A TID means nothing alone.** A batch of N i.i.d. tokens has a mean TID of about 1/√N from sampling
+# alone, and the tokens of one sentence are not independent: the probe therefore measures two floors
+# at the final weights, i.i.d. tokens (a lower bound) and random whole sentences at the run's token
+# budget, and compares the real batches with the true population statistics (batch_vs_population)
+# beside the running statistics' lag. The parts are norms of independent errors: they add in
+# quadrature, never as bars on top of each other. **Per layer:** the first BN layer behaves unlike
+# the deeper ones, and a mean over layers hides it, so every summary is shown (first layer, maximum,
+# mean) and the claims use the one declared before the runs.
 #
-# What small scale **can** show: whether TID rises above its floor at all, how the excess ranks
-# across datasets, and whether RBN lowers it. What it **cannot** show: the paper's regime (6-layer
-# d = 512 models, tens of thousands of updates), where the excess may grow far beyond what is seen here.
-# A null result at this scale is not evidence against the paper at its scale.
-#
-# This notebook reads only the tidy tables and the statistics; every figure is drawn by
-# `normlab.analysis.figures`, the same functions `normlab figures` saves to the figures folder.
+# This notebook reads only the statistics (`normlab stats`) and the tidy runs; every figure is drawn
+# by `normlab.analysis.figures`, the same functions `normlab figures` saves.
 
 # %% tags=["parameters"]
 tidy_dir = "results/tidy"
@@ -43,7 +40,7 @@ from normlab.analysis import figures as F
 from normlab.analysis.notebooks import open_inputs, show_figure
 
 tidy_dir, stats_dir, tables_dir, figures_dir, inputs = open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir)
-print("saved figures (normlab figures):", figures_dir)
+print("the claims' TID summary (declared):", inputs.declared)
 
 # %% [markdown]
 # ## The runs behind this notebook
@@ -54,47 +51,38 @@ runs = inputs.runs
 if len(runs):
     display(runs.pivot_table(index=["task", "dataset", "placement"], columns=["norm", "status"],
                              values="run_id", aggfunc="count", fill_value=0))
-    print("configuration:", ", ".join(sorted(runs["config_name"].astype(str).unique())),
-          "| scale:", ", ".join(sorted(runs["scale"].astype(str).unique())))
 else:
     print("runs.csv is absent or empty: no runs in this configuration")
 
 # %% [markdown]
-# ## TID over training, per layer, CV vs NLP (claims A2, A3)
-# One line per BN module, coloured by depth; the horizontal lines are the sampling floor of that
-# dataset's batches (measured by the probe when available, else 1/√tokens per batch).
-# A curve that rises away from its floor is the paper's "explosion"; a curve on its floor is noise.
+# ## TID over training (claims A2, A3)
+# First BN layer, maximum and mean over layers; the dotted line is the end of the running statistics'
+# burn-in and of the warm-up, the shaded bands the declared growth windows.
 
 # %%
 show_figure(F.tid_curves(inputs))
 
 # %% [markdown]
-# Late-training TID (last quarter of the logged steps, mean over BN modules, then mean ± sd over
-# seeds) in units of its floor. 1 means "at the floor"; these are the x values of `tid_vs_gap` below.
+# ## At the end of training, per run: TID against its floors (stats `tid_summary`)
+# `ratio_ref` = batch_vs_population / the reference floor (the sentence floor where measured), per
+# layer and then summarised; `excess_sentence` = √(max(b² − f², 0)); `lag_ratio` = lag over the running
+# average's own noise; `growth` = late / early online TID between the declared windows.
 
 # %%
-late = F.late_tid_table(inputs)
-if len(late):
-    display(late.round(4))
+tsum = inputs.tid_summary
+if len(tsum):
+    cols = ["observed", "batch_vs_population", "floor_token", "floor_sentence", "ratio_ref", "excess_sentence",
+            "lag_ratio", "growth"]
+    display(tsum[tsum["kind"] == "mean_tid"].set_index(["dataset", "placement", "norm", "seed", "summary"])[cols]
+            .sort_index().round(4))
 else:
-    print("no completed BN run with online TID in this configuration")
+    print("tid_summary.csv has no rows: no TID in this configuration")
 
 # %% [markdown]
-# ## The decomposition: floor, batch structure, lag
-# From the offline probe at the end of training (frozen weights). LN-family rows (marked *) are
-# "shadow" statistics: what BN would see at the input of that norm; they have no lag.
+# ## The decomposition per BN layer
 
 # %%
 show_figure(F.tid_decomposition(inputs))
-
-# %%
-dec = inputs.tid_decomposition
-if len(dec):
-    per_run = dec.groupby(F.ID_COLUMNS + ["kind", "component"], as_index=False)["value"].mean()
-    display(per_run.pivot_table(index=["dataset", "placement", "norm", "kind"], columns="component",
-                                values="value", aggfunc="mean").round(4))
-else:
-    print("tid_decomposition.csv has no rows: no probed run in this configuration")
 
 # %% [markdown]
 # ## BN vs RBN (claim A6)
@@ -104,16 +92,12 @@ show_figure(F.tid_bn_vs_rbn(inputs))
 
 # %% [markdown]
 # ## Does TID indicate BN's deficit? (claim A4)
-# Left: raw late-training TID against BN − LN on the primary test metric (in % of LN, + = BN better),
-# with the Spearman correlation computed by `normlab stats` (`correlations.csv`). Right: the same TID
-# in units of its floor — at small scale the raw TID mostly tracks the batch size, not the task.
+# The same TID and sign as the correlation in `correlations.csv`: BN − LN, relative, + = BN better,
+# over the testable settings only (a setting whose LN did not learn is excluded and listed).
 
 # %%
 show_figure(F.tid_vs_gap(inputs))
 
 # %%
-display(F.tid_gap_points(inputs).round(4))
-if inputs.correlations is not None:
-    display(inputs.correlations)
-else:
-    print(f"{stats_dir}/correlations.csv is absent: run `normlab stats` for the rank correlation")
+display(inputs.tid_gap.round(4))
+display(inputs.correlations)

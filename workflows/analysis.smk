@@ -1,12 +1,14 @@
 # Analysis: probe each finished run (TID decomposition, conditioning), gather every run into tidy
-# tables, and compute the statistics across seeds.  Everything downstream reads only results/tidy/
-# and results/stats/ (docs/analysis_contract.md).
+# tables, compute each setting's trivial baselines, and compute every statistic once.  Everything
+# downstream reads only results/tidy/ and results/stats/ (docs/analysis_contract.md).  The table
+# names are normlab.analysis.contract's.
+import json
 
-TIDY_TABLES = [
-    f"results/tidy/{name}.csv"
-    for name in ("runs", "scores", "curves", "tid", "tid_decomposition", "conditioning", "benchmarks")
+TIDY_TABLES = [f"results/tidy/{name}.csv" for name in contract.TIDY_TABLES]
+BASELINES = f"results/tidy/{contract.BASELINES_TABLE}.csv"
+STATS_TABLES = [f"results/stats/{name}.csv" for name in contract.STATS_TABLES] + [
+    f"results/stats/{contract.STATS_SETTINGS}"
 ]
-STATS_TABLES = [f"results/stats/{name}.csv" for name in ("summary", "comparisons", "tid_summary", "correlations")]
 
 
 rule probe:
@@ -47,7 +49,7 @@ rule manifest:
         "results/manifest.csv",
     params:
         text=manifest_csv(
-            CFG, CELLS, {"run_dir": RUN_DIR, "probe_dir": PROBE_DIR, "benchmark": TRAIN_BENCHMARK}
+            CFG, CELLS, {"run_dir": RUN_DIR, "probe_dir": PROBE_DIR, "benchmark": TRAIN_BENCHMARK}, RUN_CONFIGS
         ),
     log:
         "logs/analysis/manifest.log",
@@ -93,15 +95,40 @@ rule collect:
         "normlab collect --manifest {input.manifest} --out {params.out} > {log} 2>&1"
 
 
+rule baselines:
+    """Each setting's trivial baseline (majority class or tag, all-O F1, unigram perplexity, copy-source
+    BLEU) on the test examples its runs evaluate: the learning bars' reference."""
+    input:
+        expand(f"{DATA_CACHE}/prepared/{{dataset}}/card.json", dataset=DATASETS_USED),
+    output:
+        BASELINES,
+    params:
+        settings=json.dumps(baseline_settings(CFG, CELLS, RUN_CONFIGS)),
+        cache=lambda wc, input: str(Path(input[0]).parents[2]),
+    log:
+        "logs/analysis/baselines.log",
+    resources:
+        mem_mb=rule_resources("baselines")["mem_mb"],
+        runtime=rule_resources("baselines")["runtime"],
+    conda:
+        "../envs/normlab.yaml"
+    shell:
+        "normlab baselines --settings {params.settings:q} --cache {params.cache} --out {output} > {log} 2>&1"
+
+
 rule stats:
-    """Mean and spread across seeds, paired tests, bootstrap CIs, Holm correction, TID-gap correlation."""
+    """Every statistic, once: learning bars, paired comparisons (intervals, one-sided and
+    non-inferiority tests at the declared margins, Holm, minimum detectable effects), TID per layer and
+    per run, growth, the TID-gap correlation, curves and conditioning summaries."""
     input:
         TIDY_TABLES,
+        BASELINES,
     output:
         STATS_TABLES,
     params:
         tidy=lambda wc, input: str(Path(input[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
+        analysis=json.dumps(CFG["analysis"]),
     log:
         "logs/analysis/stats.log",
     resources:
@@ -110,4 +137,4 @@ rule stats:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab stats --tidy {params.tidy} --out {params.out} > {log} 2>&1"
+        "normlab stats --tidy {params.tidy} --out {params.out} --analysis {params.analysis:q} > {log} 2>&1"

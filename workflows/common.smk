@@ -7,11 +7,14 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from normlab.analysis import contract
 from normlab.workflow import (
     WorkflowConfigError,
+    baseline_settings,
     corpus_of,
     load,
     manifest_csv,
+    norm_options_text,
     resources,
     run_config_yaml,
     sweep_points_csv,

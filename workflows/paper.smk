@@ -1,28 +1,19 @@
 # Paper: tables into paper_tables/, figures into figures/, executed notebooks into notebooks/executed/.
 # These rules read only the tidy tables and statistics, so re-plotting never re-trains anything.
+# The names are normlab.analysis.contract's.
 
-TABLES = ["table2_bn_rbn", "ln_family", "conditioning", "runtime"]
-FIGURES = [
-    "tid_curves",
-    "tid_decomposition",
-    "tid_bn_vs_rbn",
-    "tid_vs_gap",
-    "eval_mode_gap",
-    "training_curves",
-    "conditioning",
+TABLES = list(contract.PAPER_TABLES)
+FIGURES = list(contract.FIGURES)
+NOTEBOOKS = contract.notebooks(SWEEP)
+SCALE_FIGURES = contract.scale_figures(CFG["sweep"]["factors"]) if SWEEP else []
+SCALE_OUTPUTS = [f"paper_tables/{contract.SCALE_TABLE}.{ext}" for ext in ("md", "csv")] + [
+    f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")
 ]
-NOTEBOOKS = ["tid_dynamics", "performance", "conditioning", "ln_family"] + (["scale_study"] if SWEEP else [])
-SCALE_FIGURES = (
-    [f"scale_{factor}" for factor in CFG["sweep"]["factors"]] + ["scale_summary"] if SWEEP else []
-)
-SCALE_OUTPUTS = (
-    [f"paper_tables/scale_study.{ext}" for ext in ("md", "csv")]
-    + [f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")]
-)
 
 PAPER_OUTPUTS = (
     [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex", "csv")]
-    + ["paper_tables/claims.md", "paper_tables/claims.csv", "paper_tables/datasets.md"]
+    + [f"paper_tables/{name}" for name in contract.CLAIMS_OUTPUTS]
+    + ["paper_tables/datasets.md"]
     + [f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
     + [f"notebooks/executed/{nb}.ipynb" for nb in NOTEBOOKS]
     + (SCALE_OUTPUTS if SWEEP else [])
@@ -32,7 +23,6 @@ PAPER_OUTPUTS = (
 rule tables:
     """Table 2 analogue (LN/BN/RBN/PowerNorm, Post and Pre), the LN family, conditioning, runtime."""
     input:
-        tidy=TIDY_TABLES,
         stats=STATS_TABLES,
     output:
         [
@@ -45,7 +35,6 @@ rule tables:
         ],
         [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("tex", "csv")],
     params:
-        tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
     log:
@@ -53,21 +42,19 @@ rule tables:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab tables --tidy {params.tidy} --stats {params.stats} --out {params.out} > {log} 2>&1"
+        "normlab tables --stats {params.stats} --out {params.out} > {log} 2>&1"
 
 
 rule claims:
-    """One verdict per claim of the two papers, with its evidence and, for TID, the noise floor (and,
-    with a sweep, the scale study's section)."""
+    """One verdict per claim of the two papers (supported / contradicted / inconclusive / not testable
+    here), with its evidence (and, with a sweep, the scale study's section)."""
     input:
-        tidy=TIDY_TABLES,
         stats=STATS_TABLES,
         scale=["paper_tables/scale_study.csv"] if SWEEP else [],
     output:
         md=report("paper_tables/claims.md", caption="report/claims.rst", category="Claims"),
         csv="paper_tables/claims.csv",
     params:
-        tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         scale=lambda wc, input: f"--scale-study {input.scale[0]}" if input.scale else "",
     log:
@@ -75,8 +62,7 @@ rule claims:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab claims --tidy {params.tidy} --stats {params.stats} --out {output.md} "
-        "{params.scale} > {log} 2>&1"
+        "normlab claims --stats {params.stats} --out {output.md} {params.scale} > {log} 2>&1"
 
 
 rule figures:
@@ -154,18 +140,21 @@ if SWEEP:
             stats=STATS_TABLES,
             points=rules.sweep_points.output[0],
         output:
-            table=report("paper_tables/scale_study.md", caption="report/scale_study.rst", category="Tables"),
-            csv="paper_tables/scale_study.csv",
+            table=report(
+                f"paper_tables/{contract.SCALE_TABLE}.md", caption="report/scale_study.rst", category="Tables"
+            ),
+            csv=f"paper_tables/{contract.SCALE_TABLE}.csv",
             figures=[f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")],
         params:
             tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
             stats=lambda wc, input: str(Path(input.stats[0]).parent),
             tables=lambda wc, output: str(Path(output.csv).parent),
             figures=lambda wc, output: str(Path(output.figures[0]).parent),
+            note=norm_options_text(CFG, "rbn"),
         log:
             "logs/paper/scale_study.log",
         conda:
             "../envs/normlab.yaml"
         shell:
             "normlab scale --tidy {params.tidy} --stats {params.stats} --points {input.points} "
-            "--tables {params.tables} --figures {params.figures} > {log} 2>&1"
+            "--tables {params.tables} --figures {params.figures} --note {params.note:q} > {log} 2>&1"

@@ -29,7 +29,7 @@ common commands:
   snakemake --cores 2                           the whole default workflow (or: make run)
 
 `normlab COMMAND --help` shows a command's options.  fetch, prepare, train and probe need only
-`pip install normlab`; collect, stats, tables, claims, figures and scale need 'normlab[analysis]',
+`pip install normlab`; collect, baselines, stats, tables, claims, figures and scale need 'normlab[analysis]',
 notebooks 'normlab[notebooks]', the workflow 'normlab[workflow]' (docs/install.md)."""
 
 
@@ -51,6 +51,7 @@ COMMANDS: dict[str, Command] = {
     "train": Command("normlab.train.cli", "run one training job from a run config"),
     "probe": Command("normlab.tid.probe", "TID decomposition and conditioning of one finished run"),
     "collect": Command("normlab.analysis.tidy", "gather the runs of a manifest into tidy tables"),
+    "baselines": Command("normlab.analysis.baselines", "each setting's trivial baseline (the learning bars)"),
     "stats": Command("normlab.analysis.stats", "seed statistics and paired comparisons from the tidy tables"),
     "tables": Command("normlab.analysis.tables", "the papers' tables (Markdown, LaTeX, CSV)"),
     "claims": Command("normlab.analysis.claims", "the claims report"),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import inspect
 import io
 import re
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from normlab.analysis import options as analysis_options
+from normlab.analysis.contract import BASELINE_METRIC, MANIFEST_COLUMNS
 from normlab.data import DATASETS
-from normlab.norms import NORMS
+from normlab.norms import NORMS, BatchStatNorm
 from normlab.train.config import ConfigError, describe_error, merge, validate
 
 PLACEMENTS = ("post", "pre")
@@ -203,6 +206,13 @@ def check(config: dict, schema: dict) -> dict:
     cfg.setdefault("overrides", [])
     cfg["analysis"] = {"probe_mode": "train", "probe_batches": 16, "probe_population_tokens": 1_000_000,
                        **cfg.get("analysis", {})}
+    # the analysis defaults (margins, learning bars, TID summary and windows): normlab.analysis.options
+    cfg["analysis"] = analysis_options.with_defaults(cfg["analysis"])
+    for metric, bar in cfg["analysis"]["learning_bars"].items():
+        if BASELINE_METRIC.get(bar.get("baseline")) != metric:
+            valid = [k for k, m in BASELINE_METRIC.items() if m == metric]
+            raise WorkflowConfigError(f"analysis.learning_bars.{metric}.baseline: {bar.get('baseline')!r} is not "
+                                      f"measured in {metric}; valid: {', '.join(valid)}")
     cfg.setdefault("resources", {})
     cfg.setdefault("grids", {})
     if not cfg["grids"] and not cfg.get("sweep"):
@@ -314,19 +324,34 @@ def resources(cfg: dict, rule: str) -> dict:
     return {**base, **cfg["resources"].get("default", {}), **cfg["resources"].get(rule, {})}
 
 
-MANIFEST_COLUMNS = (
-    "run_id", "config_name", "scale", "task", "dataset", "placement", "norm", "seed", "grids",
-    "run_dir", "probe_dir", "benchmark",
-)  # fmt: skip
+def batch_stats(norm: str) -> bool:
+    """Whether a norm keeps batch statistics (its class is a BatchStatNorm): the manifest says so, so
+    that the analysis, which does not import torch, never keeps its own list."""
+    return issubclass(NORMS[norm], BatchStatNorm)
 
 
-def manifest_csv(cfg: dict, cell_list: list[Cell], paths: dict[str, str]) -> str:
+def running_momentum(norm: str, run: dict) -> float | None:
+    """A batch-statistics norm's running-average momentum in a run: its option, else the class default."""
+    if not batch_stats(norm):
+        return None
+    given = (run.get("model", {}).get("norm_options") or {}).get("momentum")
+    if given is not None:
+        return float(given)
+    param = inspect.signature(NORMS[norm].__init__).parameters.get("momentum")
+    return None if param is None or param.default is inspect.Parameter.empty else float(param.default)
+
+
+def manifest_csv(cfg: dict, cell_list: list[Cell], paths: dict[str, str], runs: dict[str, dict] | None = None) -> str:
     """The manifest (docs/analysis_contract.md §2); ``paths`` holds the path patterns of run_dir,
-    probe_dir and benchmark with the cell's wildcards in braces."""
+    probe_dir and benchmark with the cell's wildcards in braces; ``runs``: the validated run configs
+    (run_id -> config; computed when not given), for each cell's momentum and warm-up."""
+    runs = runs if runs is not None else validated_run_configs(cfg)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for cell in cell_list:
+        run = runs[cell.run_id]
+        momentum = running_momentum(cell.norm, run)
         writer.writerow(
             {
                 "run_id": cell.run_id,
@@ -336,9 +361,33 @@ def manifest_csv(cfg: dict, cell_list: list[Cell], paths: dict[str, str]) -> str
                 **cell.wildcards,
                 "grids": ";".join(cell.grids),
                 **{key: pattern.format(**cell.wildcards) for key, pattern in paths.items()},
+                "batch_stats": batch_stats(cell.norm),
+                "momentum": "" if momentum is None else momentum,
+                "warmup_steps": run.get("optim", {}).get("warmup_steps", ""),
             }
         )
     return buf.getvalue()
+
+
+def baseline_settings(cfg: dict, cell_list: list[Cell], runs: dict[str, dict]) -> list[dict]:
+    """One entry per setting for ``normlab baselines``: its corpus, family, the data options its runs
+    evaluate with and their BLEU tokenizer (a setting's runs share them: taken from its first cell)."""
+    out: dict[str, dict] = {}
+    for cell in cell_list:
+        if cell.dataset in out:
+            continue
+        run = runs[cell.run_id]
+        options = {k: v for k, v in run["data"].get("options", {}).items() if k != "cache"}
+        out[cell.dataset] = {"dataset": cell.dataset, "corpus": cell.corpus, "family": DATASETS[cell.corpus].family,
+                             "data_options": options, "bleu_tokenize": run.get("eval", {}).get("bleu_tokenize", "13a")}
+    return list(out.values())
+
+
+def norm_options_text(cfg: dict, norm: str) -> str:
+    """A norm's configured options as one line for the figures (e.g. RBN's λ per placement)."""
+    opts = cfg["norm_options"].get(norm, {})
+    parts = [f"{where}: " + ", ".join(f"{k} {v}" for k, v in sorted(o.items())) for where, o in opts.items() if o]
+    return f"{norm.upper()} options: {'; '.join(parts)}" if parts else f"{norm.upper()}: default options"
 
 
 SWEEP_POINT_COLUMNS = ("setting", "corpus", "factor", "level", "level_value", "level_rank", "is_base", "placement")

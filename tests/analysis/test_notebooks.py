@@ -13,7 +13,7 @@ import pytest
 
 from normlab.analysis import notebooks as N
 
-from .tidy_fixture_figures import write_correlations, write_tidy
+from .tidy_fixture_figures import write_stats, write_tidy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,12 +85,14 @@ def test_notebooks_have_the_parameters_cell():
         # the figures are the library's, not redrawn in the notebook
         source = "".join(c.source for c in nb.cells)
         assert re.search(r"from normlab\.analysis import (figures as F|scale as S)", source), name
+        # compute once, draw only: no statistic is computed in a notebook
+        assert not re.search(r"\.(mean|std|median|var)\(|ttest|spearman|bootstrap", source), name
 
 
 @pytest.mark.slow  # 18-30 s: four kernels and eleven figures on 2 shared cores
 def test_every_notebook_executes_on_the_fixture(tmp_path):
     write_tidy(tmp_path / "tidy", datasets=["fashion_mnist", "bible_es_en"], seeds=(0, 1), steps=600)
-    write_correlations(tmp_path / "stats")
+    write_stats(tmp_path / "tidy", tmp_path / "stats")
     (tmp_path / "tables").mkdir()
     # a table as `normlab tables` would write it: the notebook must show its numbers
     pd.DataFrame({"dataset": ["bible_es_en"], "LN": ["17.93 ± 0.12"]}).to_csv(
@@ -106,8 +108,8 @@ def test_every_notebook_executes_on_the_fixture(tmp_path):
             continue
         assert any("image/png" in o.get("data", {}) for o in outputs), name
     performance = (tmp_path / "executed" / "performance.ipynb").read_text()
-    assert "17.93 ± 0.12" in performance
-    assert "comparisons.csv is absent" in performance
+    assert "17.93 ± 0.12" in performance  # the table's numbers, not recomputed
+    assert "declared): max" in (tmp_path / "executed" / "tid_dynamics.ipynb").read_text()
 
 
 def test_a_kernel_that_dies_at_start_up_is_started_again(tmp_path, monkeypatch):

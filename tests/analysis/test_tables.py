@@ -24,7 +24,7 @@ def built():
     tidy = synthetic_tidy(datasets=DATASETS, effects={("rbn", None, None): 1.0, ("detachnorm", None, None): -1.0},
                           status=STATUS)
     st = stats.compute(tidy)
-    return tidy, st, {t.name: t for t in tables.build_all(tidy, st)}
+    return tidy, st, {t.name: t for t in tables.build_all(st, stats.settings_record(tidy, None))}
 
 
 def _cell(table, dataset, column, placement=None):
@@ -56,11 +56,11 @@ def test_table2_cells_bold_marks_and_failures(built):
 
 def test_table2_published_number_beside_ours(built):
     tidy, st, _ = built
-    for frame in (tidy["runs"], st["summary"], st["comparisons"]):
+    for frame in (st["summary"], st["comparisons"], st["learning_bars"]):
         frame.replace({"dataset": {"ds_tr": "iwslt14_de_en"}}, inplace=True)
-    t2 = tables.table2(tidy, st)
+    t2 = tables.table2(st)
     assert _cell(t2, "iwslt14_de_en", "paper").text == "35.6 (RBN, paper)"
-    for frame in (tidy["runs"], st["summary"], st["comparisons"]):
+    for frame in (st["summary"], st["comparisons"], st["learning_bars"]):
         frame.replace({"dataset": {"iwslt14_de_en": "ds_tr"}}, inplace=True)
 
 
@@ -83,10 +83,8 @@ def test_renderers_and_files(built, tmp_path):
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("\\label"))
     assert "±" not in body and "_" not in body.replace("\\_", "")  # escaped for LaTeX
     write_tidy(tidy, tmp_path / "tidy")
-    for name, frame in st.items():
-        frame.to_csv(tmp_path / f"{name}.csv", index=False)
-    assert main(["tables", "--tidy", str(tmp_path / "tidy"), "--stats", str(tmp_path), "--out",
-                 str(tmp_path / "out")]) == 0
+    assert main(["stats", "--tidy", str(tmp_path / "tidy"), "--out", str(tmp_path)]) == 0
+    assert main(["tables", "--stats", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     for name in ("table2_bn_rbn", "ln_family", "conditioning", "runtime"):
         for ext in ("md", "tex", "csv"):
             assert (tmp_path / "out" / f"{name}.{ext}").stat().st_size > 0
@@ -107,5 +105,14 @@ def test_conditioning_and_runtime_tables(built):
 
 def test_no_runs_cell():
     tidy = synthetic_tidy(norms=("ln", "bn"), seeds=(1, 2))
-    t2 = tables.table2(tidy, stats.compute(tidy))
+    t2 = tables.table2(stats.compute(tidy))
     assert _cell(t2, "ds_tr", "Post RBN").text == "no runs"
+
+
+def test_a_setting_whose_ln_did_not_learn_is_marked_and_gets_no_marks():
+    tidy = synthetic_tidy(norms=("ln", "bn", "rbn"), seeds=(1, 2, 3), ln_at_chance=("ds_cls",),
+                          effects={("rbn", None, None): 1.0})
+    t2 = tables.table2(stats.compute(tidy))
+    assert _cell(t2, "ds_cls", "Post LN").text.endswith(" §") and _cell(t2, "ds_cls", "Post RBN").mark == ""
+    assert not _cell(t2, "ds_tr", "Post LN").text.endswith("§") and _cell(t2, "ds_tr", "Post RBN").mark == "better"
+    assert any(line.startswith("§") for line in t2.legend)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,7 +23,7 @@ def config(task: str, norm: str, **optim) -> dict:
         "data": {"source": "synthetic", "options": {"n_train": 64, "n_valid": 16, "n_test": 16}},
         "model": MODEL | {"norm": norm},
         "optim": {"lr": 3e-3, "warmup_steps": 2, "clip_norm": 1.0, **optim},
-        "train": {"max_steps": 10, "max_tokens": 128, "log_every": 5, "tid_every": 5, "tid_probe_batches": 2,
+        "train": {"max_steps": 10, "max_tokens": 128, "log_every": 5, "tid_every": 5,
                   "threads": 1, "progress": "off"},
     }
 
@@ -64,7 +65,8 @@ def collected(tmp_path_factory):
         bench.write_text(BENCH)
         rows.append(dict(run_id=f"{dataset}/post/{norm}/seed1", config_name="test", scale="laptop", task=task,
                          dataset=dataset, placement="post", norm=norm, seed=1, grids="rbn", run_dir=str(run_dir),
-                         probe_dir=str(probe_dir), benchmark=str(bench)))
+                         probe_dir=str(probe_dir), benchmark=str(bench), batch_stats=norm == "bn",
+                         momentum=0.05 if norm == "bn" else "", warmup_steps=2))
     rows.append(rows[1] | dict(run_id="syn_cls/post/bn/seed2", seed=2, run_dir=str(root / "never_ran"),
                                probe_dir=str(root / "never_probed"), benchmark=""))
     manifest = root / "manifest.csv"
@@ -111,13 +113,20 @@ def test_curves_tid_probes_and_benchmarks(collected):
     assert diverged["value"].isna().iloc[-1]  # the NaN loss that stopped it is kept
     tid = tables["tid"]
     bn_tid = tid[tid["run_id"] == "syn_cls/post/bn/seed1"]
-    assert set(bn_tid["method"]) == {"online", "probe"} and (bn_tid["value"] >= 0).all()
+    assert set(bn_tid["method"]) == {"online"} and (bn_tid["value"] >= 0).all()  # the probe's TID: normlab probe
     assert tid[tid["run_id"] == "syn_cls/post/ln/seed1"].empty
     dec = tables["tid_decomposition"]
     assert set(dec["run_id"]) == {"syn_cls/post/bn/seed1"} and len(dec) == 4  # the empty probe files add nothing
+    # an old probe's records (no probe_mode, component `floor`) are read as what they are
+    assert set(dec["component"]) == {"observed", "floor_token", "structure", "lag"}
+    assert set(dec["probe_mode"]) == {"eval"}
     cond = tables["conditioning"]
     assert sorted(cond["measure"]) == ["c50", "c80", "cmax"] and cond["value"].tolist() == [3.0, 9.0, 2.5]
+    assert set(cond["site"]) == {"input"} and not cond["centred"].any()  # the old measure, said so
     runs = tables["runs"].set_index("run_id")
+    assert runs.loc["syn_cls/post/bn/seed1", "batch_stats"] and not runs.loc["syn_cls/post/ln/seed1", "batch_stats"]
+    bn = runs.loc["syn_cls/post/bn/seed1"]
+    assert bn["momentum"] == 0.05 and bn["warmup_steps"] == 2
     assert runs.loc["syn_cls/post/bn/seed1", "tokens_per_batch"] == 100.0
     bench = tables["benchmarks"]
     assert len(bench) == 3 and set(bench["rule"]) == {"train"}  # the missing run has no benchmark
@@ -141,6 +150,37 @@ def test_a_run_folder_of_another_cell_is_a_wiring_error(collected, tmp_path):
     manifest.loc[0, "norm"] = "rbn"  # the folder holds an ln run
     with pytest.raises(ValueError, match="does not belong"):
         tidy.collect(manifest)
+
+
+def test_old_style_tables_are_read_as_what_they_are(tmp_path):
+    """A runs table without batch_stats (before issue 14): derived from the data, never from a list."""
+    tables = synthetic_tidy(seeds=(1, 2))
+    tables["runs"] = tables["runs"].drop(columns=["batch_stats", "momentum", "warmup_steps"])
+    dec = tables["tid_decomposition"].drop(columns=["probe_mode", "momentum"])
+    dec["component"] = dec["component"].replace({"floor_token": "floor"})
+    dec = dec[dec["component"] != "floor_sentence"]
+    tables["tid_decomposition"] = dec
+    tables["conditioning"] = tables["conditioning"].drop(columns=["site", "centred"])
+    tidy.write_tidy(tables, tmp_path)
+    back = tidy.read_tidy(tmp_path)
+    runs = back["runs"].drop_duplicates("norm").set_index("norm")["batch_stats"]
+    assert runs[["bn", "rbn", "powernorm"]].all() and not runs[["ln", "ln_simple", "adanorm", "none"]].any()
+    assert "floor_token" in set(back["tid_decomposition"]["component"])
+    notes = " ".join(tidy.limitations(back))
+    assert "without dropout" in notes and "no sentence floor" in notes and "old measure" in notes
+    assert "baselines" in notes  # not read: none given
+
+
+def test_committed_tables_get_the_manifest_columns_without_their_run_folders(collected, tmp_path):
+    tables, root = collected
+    old = tables["runs"].drop(columns=["batch_stats", "momentum", "warmup_steps"])
+    old.to_csv(tmp_path / "runs.csv", index=False)
+    assert main(["collect", "--manifest", str(root / "manifest.csv"), "--out", str(tmp_path),
+                 "--refresh-manifest-columns"]) == 0
+    runs = tidy.read_tidy(tmp_path, ("runs",))["runs"].set_index("run_id")
+    assert runs.loc["syn_cls/post/bn/seed1", "batch_stats"] and runs.loc["syn_cls/post/bn/seed1", "momentum"] == 0.05
+    assert not runs.loc["syn_cls/post/ln/seed1", "batch_stats"] and np.isnan(runs.loc["syn_cls/post/ln/seed1",
+                                                                                       "momentum"])
 
 
 def test_synthetic_fixture_is_schema_complete():

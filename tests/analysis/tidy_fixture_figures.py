@@ -12,6 +12,8 @@ Planted, so that a figure that mixes up a column shows it:
 * RBN's condition numbers are lower than LN's, BN's in between (A9);
 * one diverged run (BN, the translation set, Post-Norm, seed 1) and one missing run (RBN, the
   tagging set, Pre-Norm, seed 2).
+
+:func:`write_stats` runs ``normlab stats`` on them: the figures draw the statistics tables.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-ID_COLUMNS = ["run_id", "config_name", "scale", "task", "dataset", "placement", "norm", "seed"]
 
 # dataset -> (task, primary metric, higher is better, tokens per batch, LN's score, TID growth rate)
 DATASETS = {
@@ -95,7 +95,8 @@ def build_tables(
                         tokens_seen=done * tokens if status != "missing" else np.nan,
                         tokens_per_batch=tokens if status != "missing" else np.nan,
                         n_params=120_000, device="cpu", primary_metric=metric, higher_is_better=hib,
-                        config_hash="abc123" if status != "missing" else ""))
+                        config_hash="abc123" if status != "missing" else "", batch_stats=norm in BATCH_STAT,
+                        momentum=0.05 if norm in BATCH_STAT else np.nan, warmup_steps=100))
                     if status == "missing":
                         continue
                     out["benchmarks"].append(ids | dict(rule="train", s=done * 0.07, max_rss_mb=800.0,
@@ -122,10 +123,6 @@ def build_tables(
                                                           position=position, kind=kind, value=float(v),
                                                           std=np.nan, n_batches=1)
                                                for st, v in zip(steps_here, values, strict=True)]
-                            if status == "completed":
-                                out["tid"].append(ids | dict(method="probe", step=steps, module=module, layer=layer,
-                                                             position=position, kind="mean_tid",
-                                                             value=float(mean_tid[-1]), std=0.1 * floor, n_batches=8))
                     # --- the probe's decomposition (empty for a diverged run)
                     if status == "completed" and norm != "detachnorm":
                         method = "batch_stats" if norm in BATCH_STAT else "shadow"
@@ -134,17 +131,20 @@ def build_tables(
                             layer, position = _layer_position(module)
                             for kind in ("mean_tid", "var_tid"):
                                 f = floor * (1 if kind == "mean_tid" else 0.7) * rng.lognormal(0, 0.03)
-                                structure = f * (np.exp(growth * (1 + 0.3 * depth)) - 1) * shrink * rng.lognormal(0, .1)
+                                fs = 1.25 * f  # the sentence floor: tokens of a sentence are not independent
+                                excess = fs * (np.exp(growth * (1 + 0.3 * depth)) - 1) * shrink * rng.lognormal(0, .1)
                                 lag = 0.2 * f * (1 + growth) * shrink * rng.lognormal(0, 0.1)
-                                comps = {"floor": f, "structure": structure, "batch_vs_population": f + structure}
+                                bvp = float(np.hypot(fs, excess))  # independent errors add in quadrature
+                                comps = {"floor_token": f, "floor_sentence": fs, "batch_vs_population": bvp}
                                 if method == "batch_stats":
-                                    comps |= {"lag": lag, "observed": f + structure + lag}
+                                    comps |= {"lag": lag, "observed": float(np.hypot(bvp, lag))}
                                 if kind == "mean_tid":
                                     comps["floor_theory"] = floor
                                 out["tid_decomposition"] += [
                                     ids | dict(module=module, layer=layer, position=position, kind=kind, component=c,
                                                value=float(v), std=0.05 * float(v), n_batches=16,
-                                               tokens_per_batch=tokens, method=method)
+                                               tokens_per_batch=tokens, method=method, probe_mode="train",
+                                               momentum=0.05 if method == "batch_stats" else np.nan)
                                     for c, v in comps.items()]
                     # --- curves: train and valid loss; LN over-fits (B4), BN slower on growing tasks
                     base = {"image": 0.4, "lm": 5.0}.get(task, 1.0)
@@ -167,7 +167,7 @@ def build_tables(
                                 out["conditioning"].append(ids | dict(
                                     module=module, layer=layer, position=position, measure=measure,
                                     value=float(v * factor * (1 + 0.5 * depth) * rng.lognormal(0, 0.1)),
-                                    dim=128, n_tokens=8 * tokens))
+                                    dim=128, n_tokens=8 * tokens, site="output", centred=True))
                     # --- scores: BN vs LN gap follows TID; batch statistics close most of it
                     if status == "completed":
                         sign = 1 if hib else -1
@@ -203,14 +203,16 @@ def write_tidy(root: Path, tables: dict[str, pd.DataFrame] | None = None, drop: 
     return root
 
 
-def write_correlations(stats_dir: Path) -> Path:
-    """A correlations.csv as `normlab stats` might write it (its exact columns belong to stats.py)."""
-    stats_dir = Path(stats_dir)
-    stats_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([
-        dict(placement="post", x="mean_tid", y="bn_minus_ln", method="spearman", rho=-0.82, ci_low=-0.97,
-             ci_high=-0.21, p=0.023, n=7),
-        dict(placement="pre", x="mean_tid", y="bn_minus_ln", method="spearman", rho=-0.64, ci_low=-0.93,
-             ci_high=0.18, p=0.12, n=7),
-    ]).to_csv(stats_dir / "correlations.csv", index=False)
-    return stats_dir
+def write_stats(tidy_root: Path, stats_dir: Path, baselines: dict | None = None) -> Path:
+    """``normlab stats`` on the tables of ``tidy_root`` (with a baselines table: every LN passes its bar)."""
+    from normlab.analysis.stats import main_stats
+
+    rows = [dict(dataset=d, corpus=d, task=t[0], metric=t[1], value=(baselines or {}).get(d, _CHANCE[t[1]]),
+                 baseline={"bleu": "copy_source", "ppl": "unigram", "accuracy": "majority", "f1": "all_o"}[t[1]],
+                 split="test", n_examples=100, n_targets=1000, selection="{}") for d, t in DATASETS.items()]
+    pd.DataFrame(rows).to_csv(Path(tidy_root) / "baselines.csv", index=False)
+    main_stats(tidy_root, stats_dir)
+    return Path(stats_dir)
+
+
+_CHANCE = {"bleu": 0.5, "ppl": 1000.0, "accuracy": 0.1, "f1": 0.0}

@@ -11,7 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # the jobs downstream of the runs: one each, a notebook per analysis notebook, and the default target
-ANALYSIS_JOBS = {"collect": 1, "stats": 1, "tables": 1, "claims": 1, "figures": 1, "notebook": 4, "all": 1}
+ANALYSIS_JOBS = {"collect": 1, "baselines": 1, "stats": 1, "tables": 1, "claims": 1, "figures": 1, "notebook": 4,
+                 "all": 1}
 # a configuration with a `sweep` (the scale study) adds its table-and-figures job and its notebook
 SWEEP_ANALYSIS_JOBS = {**ANALYSIS_JOBS, "scale_study": 1, "notebook": 5}
 

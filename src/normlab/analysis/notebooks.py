@@ -23,7 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-NOTEBOOKS = ("tid_dynamics", "performance", "conditioning", "ln_family", "scale_study")
+from .contract import NOTEBOOKS as _ANALYSIS_NOTEBOOKS
+from .contract import SCALE_NOTEBOOK
+
+NOTEBOOKS = (*_ANALYSIS_NOTEBOOKS, SCALE_NOTEBOOK)
 KERNEL_START_ATTEMPTS = 3
 PARAMETERS = ("tidy_dir", "stats_dir", "tables_dir", "figures_dir")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -88,7 +91,7 @@ def ensure_kernel() -> str:
 
 
 def show_figure(fig, dpi: int = 100):
-    """Display a figure from ``normlab.analysis.figures`` in a notebook as a PNG, whatever the backend."""
+    """Display a figure of ``normlab.analysis.figures`` in a notebook as a PNG, whatever the backend."""
     from IPython.display import Image, display
 
     buf = io.BytesIO()
@@ -112,20 +115,23 @@ def show_table(tables_dir: str | Path, name: str):
 
 
 def open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir):
-    """The notebooks' common first cell: the four folders made absolute, and the figures' inputs."""
+    """The notebooks' common first cell: the four folders made absolute, and what the figures read
+    (the statistics tables, the tidy runs and scores); prints what is absent and what the tables cannot show."""
     from . import figures
 
     dirs = tuple(map(project_path, (tidy_dir, stats_dir, tables_dir, figures_dir)))
     inputs = figures.load_inputs(dirs[0], dirs[1])
-    print("tidy tables:", dirs[0], "| absent:", ", ".join(inputs.absent) or "none")
+    print("tidy tables:", dirs[0], "| statistics:", dirs[1], "| absent:", ", ".join(inputs.absent) or "none")
+    for note in inputs.settings.get("limitations", []):
+        print("cannot show:", note)
     return (*dirs, inputs)
 
 
 def comparisons_among(inputs, norms):
     """The paired comparisons (``normlab stats``) whose two norms are both in ``norms``."""
     comparisons = inputs.comparisons
-    if comparisons is None:
-        print("comparisons.csv is absent: run `normlab stats`")
+    if comparisons.empty:
+        print("comparisons.csv is absent or empty: run `normlab stats`")
         return None
     return comparisons[comparisons[["norm_a", "norm_b"]].isin(set(norms)).all(axis=1)]
 

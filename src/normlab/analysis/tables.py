@@ -1,4 +1,4 @@
-"""``normlab tables``: the papers' tables from the tidy tables and the statistics (contract §6).
+"""``normlab tables``: the papers' tables from the statistics (contract §6); nothing is computed here.
 
 Each table is built once as rows of :class:`Cell` and rendered three ways: Markdown, LaTeX (a
 booktabs ``tabular`` written here, no template engine) and a long CSV with every number behind the
@@ -11,8 +11,10 @@ cells.  Every cell that has no value says why: ``no runs`` (not in the grid), ``
   the paper's number where it has one for that dataset (``paper``);
 * ``ln_family``: w/o norm, LN, LN-simple, DetachNorm, AdaNorm (the AdaNorm paper's Tables A–C), marks
   vs LN (DetachNorm: vs LN-simple), a ``paper`` row under each dataset the paper also used;
-* ``conditioning``: C50, C80, Cmax of each norm's input covariance per layer, LN vs BN vs RBN;
+* ``conditioning``: C50, C80, Cmax per layer, LN vs BN vs RBN (the measure claim A9 uses);
 * ``runtime``: the train rule's wall time per norm from the Snakemake benchmark files.
+
+A setting whose LN does not pass its learning bar is marked § (not testable: no marks).
 """
 
 from __future__ import annotations
@@ -24,20 +26,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from normlab.train.checkpoint import atomic_write
+from normlab.atomic import atomic_write
 
 from . import published
-from .stats import read_stats
-from .tidy import read_tidy, write_csv
+from .labels import NORM_LABELS, NORM_ORDER, PERCENT_METRICS
+from .labels import PLACEMENT_SHORT as PLACEMENT_LABELS
+from .stats import read_settings, read_stats
+from .tidy import write_csv
 
 TABLE2_NORMS = ("ln", "bn", "rbn", "powernorm")
 LN_FAMILY_NORMS = ("none", "ln", "ln_simple", "detachnorm", "adanorm")
 CONDITIONING_NORMS = ("ln", "bn", "rbn")
-NORM_LABELS = {"ln": "LN", "bn": "BN", "rbn": "RBN", "powernorm": "PowerNorm", "pn_vanilla": "PN-V",
-               "none": "w/o Norm", "ln_simple": "LN-simple", "detachnorm": "DetachNorm", "adanorm": "AdaNorm",
-               "rmsnorm": "RMSNorm"}
-PLACEMENT_LABELS = {"post": "Post", "pre": "Pre"}
-PERCENT_METRICS = ("accuracy", "f1")  # the engine reports fractions; the papers print percent
 ARROW = {True: "↑", False: "↓"}
 MARKS = {"better": "†", "worse": "‡"}
 LATEX_MARKS = {"better": r"$^{\dagger}$", "worse": r"$^{\ddagger}$"}
@@ -163,13 +162,20 @@ def _bold_best(cells: dict[str, Cell], means: dict[str, float], higher: bool) ->
             cells[k].bold = True
 
 
-def scale_label(runs: pd.DataFrame) -> str:
-    """'config test (its scale text), 3 seeds in the grid' from the runs a table shows."""
-    if runs.empty:
+def scale_label(summary: pd.DataFrame) -> str:
+    """'config test (its scale text), 3 seeds in the grid' from the statistics' summary rows a table shows."""
+    if summary.empty:
         return "no runs"
-    scales = ", ".join(sorted(runs["scale"].astype(str).unique()))
-    configs = ", ".join(sorted(runs["config_name"].astype(str).unique()))
-    return f"config {configs} ({scales}), {runs['seed'].nunique()} seeds in the grid"
+    scales = ", ".join(sorted(summary["scale"].astype(str).unique()))
+    configs = ", ".join(sorted(summary["config_name"].astype(str).unique()))
+    return f"config {configs} ({scales}), {int(summary['n_runs'].max())} seeds in the grid"
+
+
+NOT_TESTABLE = " §"
+
+
+def _testable(bars: pd.DataFrame) -> dict[tuple, bool]:
+    return {(r.config_name, r.dataset, r.placement): bool(r.testable) for r in bars.itertuples()}
 
 
 # --- the tables ------------------------------------------------------------------------------------
@@ -186,12 +192,13 @@ def _lookup(frame: pd.DataFrame, **keys) -> pd.Series | None:
     return None if sel.empty else sel.iloc[0]
 
 
-def _norm_table(name: str, title: str, norms: tuple[str, ...], tidy, stats, paper_row) -> Table:
+def _norm_table(name: str, title: str, norms: tuple[str, ...], stats, paper_row) -> Table:
     """Rows = (config, dataset[, placement]) settings, columns = norms; marks from comparisons."""
-    runs = tidy["runs"][tidy["runs"]["norm"].isin(norms)]
     summary = _primary_summary(stats["summary"])
+    summary = summary[summary["norm"].isin(norms)]
     comps = stats["comparisons"]
-    placements = [p for p in ("post", "pre") if p in set(runs["placement"])]
+    testable = _testable(stats["learning_bars"])
+    placements = [p for p in ("post", "pre") if p in set(summary["placement"])]
     by_placement_columns = name == "table2_bn_rbn"
     header = ["dataset", "metric"]
     if by_placement_columns:
@@ -199,22 +206,26 @@ def _norm_table(name: str, title: str, norms: tuple[str, ...], tidy, stats, pape
     else:
         header += ["placement"] + [NORM_LABELS[n] for n in norms]
     rows, data = [], []
-    for (config, dataset), g in runs.groupby(["config_name", "dataset"], sort=True):
-        metric = g["primary_metric"].iloc[0]
+    for (config, dataset), g in summary.groupby(["config_name", "dataset"], sort=True):
+        metrics = [m for m in g["metric"].dropna().astype(str) if m]
+        metric = metrics[0] if metrics else "?"
         higher = bool(g["higher_is_better"].iloc[0])
         unit = " %" if metric in PERCENT_METRICS else ""
         row_start = [Cell(dataset), Cell(f"{metric}{unit} {ARROW[higher]}")]
         row = list(row_start)
         for placement in placements:
             cells, means = {}, {}
+            ok = testable.get((config, dataset, placement), False)
             for norm in norms:
-                s = _lookup(summary, config_name=config, dataset=dataset, placement=placement, norm=norm)
+                s = _lookup(g, placement=placement, norm=norm)
                 setting = dict(config_name=config, dataset=dataset, placement=placement)
                 cells[norm] = value_cell(s, metric)
+                if norm == "ln" and s is not None and not ok:
+                    cells[norm].text += NOT_TESTABLE
                 means[norm] = None if s is None or s["n"] == 0 else float(s["mean"])
                 cells[norm].mark, comp = _mark(comps, norm, setting) if norm != "ln" else ("", None)
                 data.append(dict(table=name, config_name=config, dataset=dataset, placement=placement, norm=norm,
-                                 metric=metric, higher_is_better=higher,
+                                 metric=metric, higher_is_better=higher, testable=ok,
                                  **{k: (None if s is None else s[k]) for k in
                                     ("mean", "std", "n", "n_runs", "n_missing", "n_diverged")},
                                  cell=cells[norm].text, reference=REFERENCE.get(norm, "ln") if comp is not None else "",
@@ -236,12 +247,15 @@ def _norm_table(name: str, title: str, norms: tuple[str, ...], tidy, stats, pape
             if dataset in published.LN_FAMILY_PAPER:
                 rows.append([Cell(f"{dataset} (paper)"), Cell(f"{metric}{unit}"), Cell("pre")] +
                             [Cell("diverged" if v is None else f"{v:g}") for v in paper])
-    metrics = "/".join(sorted(set(runs["primary_metric"])))
+    metrics = "/".join(sorted(set(summary["metric"].dropna().astype(str)) - {""}))
     legend = [f"Mean ± sample std over seeds (n = completed seeds) of the test {metrics}"
               " with population statistics; best of each placement in bold.",
               "† / ‡: significantly better / worse than " + ("LN (DetachNorm: than LN-simple)"
                                                             if "detachnorm" in norms else "LN") +
-              " (paired t-test over seeds, Holm-adjusted across datasets × placements, p < 0.05).",
+              " (paired t-test over seeds, two-sided, Holm-adjusted across the testable datasets × placements, "
+              "p < 0.05).",
+              "§: LN does not beat the trivial baseline by the declared margin (its learning bar, "
+              "paper_tables/claims.md): the setting is not testable and gets no marks.",
               "'diverged' / 'missing': every seed of that cell diverged / has no result; partial failures are "
               "counted inside the cell; 'no runs': not in the configured grid."]
     if "powernorm" in norms:
@@ -250,94 +264,94 @@ def _norm_table(name: str, title: str, norms: tuple[str, ...], tidy, stats, pape
         legend.append(f"paper: {published.RBN_SOURCE}; shown only where our dataset is the paper's.")
     else:
         legend.append(f"paper rows: {published.LN_FAMILY_SOURCE}; shown only where our dataset is the paper's.")
-    caption = f"{title} — {scale_label(runs)}"
+    caption = f"{title} — {scale_label(summary)}"
     return Table(name, caption, header, rows, legend, pd.DataFrame(data))
 
 
-def table2(tidy, stats) -> Table:
+def table2(stats) -> Table:
     def paper(dataset, metric):
         ref = published.rbn_paper(dataset)
         return "—" if ref is None else f"{ref[1]:g} (RBN, paper)"
     return _norm_table("table2_bn_rbn", "LN / BN / RBN / PowerNorm in Post- and Pre-Norm Transformers "
-                       "(analogue of the RBN paper's Table 2)", TABLE2_NORMS, tidy, stats, paper)
+                       "(analogue of the RBN paper's Table 2)", TABLE2_NORMS, stats, paper)
 
 
-def ln_family(tidy, stats) -> Table:
+def ln_family(stats) -> Table:
     return _norm_table("ln_family", "w/o Norm, LN, LN-simple, DetachNorm, AdaNorm (analogue of the AdaNorm "
-                       "paper's Tables A–C)", LN_FAMILY_NORMS, tidy, stats, None)
+                       "paper's Tables A–C)", LN_FAMILY_NORMS, stats, None)
 
 
-def conditioning(tidy) -> Table:
-    """C50 / C80 / Cmax per norm module, mean ± std over completed seeds; smallest in bold."""
-    cond, runs = tidy["conditioning"], tidy["runs"]
-    runs = runs[runs["norm"].isin(CONDITIONING_NORMS)]
+def conditioning(stats, settings: dict | None = None) -> Table:
+    """C50 / C80 / Cmax per norm module (the measure claim A9 uses), mean ± std over completed seeds;
+    smallest in bold; * = a position claim A9 compares."""
+    cond = stats["conditioning_summary"]
+    cond = cond[cond["norm"].isin(CONDITIONING_NORMS) & cond["a9_measure"]] if len(cond) else cond
+    summary = _primary_summary(stats["summary"])
+    summary = summary[summary["norm"].isin(CONDITIONING_NORMS)]
     measures = ("c50", "c80", "cmax")
     header = ["dataset", "placement", "module"] + [f"{m.upper()} {NORM_LABELS[n]}" for m in measures
                                                    for n in CONDITIONING_NORMS]
     rows, data = [], []
-    agg = (cond[cond["norm"].isin(CONDITIONING_NORMS)]
-           .groupby(["config_name", "dataset", "placement", "module", "norm", "measure"])["value"]
-           .agg(mean="mean", std=lambda v: v.std(ddof=1), n="count").reset_index())
-    for (config, dataset, placement), g in runs.groupby(["config_name", "dataset", "placement"]):
-        modules = sorted(agg[(agg["config_name"] == config) & (agg["dataset"] == dataset)
-                             & (agg["placement"] == placement)]["module"].unique())
-        for module in modules or ["(no probe data)"]:
-            row = [Cell(dataset), Cell(PLACEMENT_LABELS.get(placement, placement)), Cell(module)]
+    for (config, dataset, placement), g in summary.groupby(["config_name", "dataset", "placement"]):
+        mine = cond[(cond["config_name"] == config) & (cond["dataset"] == dataset) & (cond["placement"] == placement)]
+        modules = mine.sort_values("order").drop_duplicates("module")
+        for module, a9 in (zip(modules["module"], modules["a9_position"], strict=True) if len(modules)
+                           else [("(no probe data)", False)]):
+            row = [Cell(dataset), Cell(PLACEMENT_LABELS.get(placement, placement)), Cell(module + (" *" if a9 else ""))]
             for m in measures:
                 cells, means = {}, {}
                 for norm in CONDITIONING_NORMS:
-                    st = g[g["norm"] == norm]["status"]
-                    s = _lookup(agg, config_name=config, dataset=dataset, placement=placement, module=module,
-                                norm=norm, measure=m)
+                    st = _lookup(g, norm=norm)
+                    s = _lookup(mine, module=module, norm=norm, measure=m)
                     if s is None:
-                        summary_like = dict(n=0, n_runs=len(st), n_diverged=int((st == "diverged").sum()),
-                                            n_missing=int((st == "missing").sum()))
-                        cells[norm], means[norm] = value_cell(pd.Series(summary_like), m), None
-                        if len(st) and not summary_like["n_diverged"] and not summary_like["n_missing"]:
+                        cells[norm], means[norm] = value_cell(st, m), None
+                        if st is not None and st["n_runs"] and not st["n_diverged"] and not st["n_missing"]:
                             cells[norm] = Cell("no probe data")
                     else:
-                        failed = int((st != "completed").sum())
-                        cells[norm] = Cell(f"{fmt(s['mean'], m)}" + (f" ± {fmt(s['std'], m)}" if s["n"] > 1 else "")
+                        failed = 0 if st is None else int(st["n_runs"] - st["n_completed"])
+                        cells[norm] = Cell(f"{fmt(s['mean'], m)}" + (f" ± {fmt(s['sd'], m)}" if s["n"] > 1 else "")
                                            + f" (n={int(s['n'])}{f'; {failed} not completed' if failed else ''})")
                         means[norm] = float(s["mean"])
                     data.append(dict(table="conditioning", config_name=config, dataset=dataset, placement=placement,
-                                     module=module, norm=norm, measure=m,
-                                     mean=None if s is None else s["mean"], std=None if s is None else s["std"],
-                                     n=0 if s is None else int(s["n"]), n_runs=len(st), cell=cells[norm].text))
+                                     module=module, a9_position=bool(a9), norm=norm, measure=m,
+                                     mean=None if s is None else s["mean"], std=None if s is None else s["sd"],
+                                     n=0 if s is None else int(s["n"]), n_runs=0 if st is None else int(st["n_runs"]),
+                                     cell=cells[norm].text))
                 _bold_best(cells, means, higher=False)
                 row += [cells[n] for n in CONDITIONING_NORMS]
             rows.append(row)
-    legend = ["Condition numbers of the uncentred covariance of each norm's input features at the end of "
-              "training (normlab probe): C50 = λ1/λ⌊C/2⌋, C80 = λ1/λ⌊0.8C⌋, Cmax = λ1 (largest eigenvalue).",
-              "Mean ± sample std over completed seeds; smallest (best conditioned) of LN/BN/RBN in bold."]
-    return Table("conditioning", f"Layer-wise conditioning, LN vs BN vs RBN — {scale_label(runs)}", header, rows,
+    stat = (settings or {}).get("statistics", {})
+    what = ("the centred covariance of what the linear layers after each norm see" if stat.get("a9_site") == "output"
+            else "the OLD measure: the uncentred second moment of each norm's input (needs a re-run with the new "
+                 "probe for the centred covariance at the norms' outputs)")
+    legend = [f"Condition numbers at the end of training (normlab probe) of {what}: C50 = λ1/λ⌊C/2⌋, "
+              "C80 = λ1/λ⌊0.8C⌋, Cmax = λ1 (largest eigenvalue).",
+              "Mean ± sample std over completed seeds; smallest (best conditioned) of LN/BN/RBN in bold; "
+              "* = the positions claim A9 compares (where the BN-family models normalise with batch statistics)."]
+    return Table("conditioning", f"Layer-wise conditioning, LN vs BN vs RBN — {scale_label(summary)}", header, rows,
                  legend, pd.DataFrame(data))
 
 
-def runtime(tidy) -> Table:
+def runtime(stats) -> Table:
     """Wall seconds of each rule per norm (mean ± std over seeds and placements), and × LN."""
-    bench, runs = tidy["benchmarks"], tidy["runs"]
-    norms = [n for n in NORM_LABELS if n in set(runs["norm"])]
+    bench, summary = stats["runtime"], _primary_summary(stats["summary"])
+    norms = [n for n in NORM_ORDER if n in set(summary["norm"])]
     header = ["rule", "dataset"] + [NORM_LABELS[n] for n in norms]
-    agg = (bench.groupby(["config_name", "rule", "dataset", "norm"])
-           .agg(s_mean=("s", "mean"), s_std=("s", lambda v: v.std(ddof=1)), n=("s", "count"),
-                max_rss_mb=("max_rss_mb", "mean"), cpu_time_s=("cpu_time_s", "mean")).reset_index())
     rows, data = [], []
-    rules = sorted(bench["rule"].unique()) or ["train"]
+    rules = sorted(bench["rule"].unique()) if len(bench) else ["train"]
     for rule in rules:
-        for (config, dataset), g in runs.groupby(["config_name", "dataset"]):
+        for (config, dataset), g in summary.groupby(["config_name", "dataset"]):
             row = [Cell(rule), Cell(dataset)]
-            ln = _lookup(agg, config_name=config, rule=rule, dataset=dataset, norm="ln")
             for norm in norms:
-                s = _lookup(agg, config_name=config, rule=rule, dataset=dataset, norm=norm)
-                st = g[g["norm"] == norm]["status"]
-                if len(st) == 0:
+                s = _lookup(bench, config_name=config, rule=rule, dataset=dataset, norm=norm) if len(bench) else None
+                st = g[g["norm"] == norm]
+                if st.empty:
                     cell = Cell("no runs")
                 elif s is None:
-                    cell = Cell("no benchmark" + (f" ({int((st == 'missing').sum())} missing)"
-                                                  if (st == "missing").any() else ""))
+                    missing = int(st["n_missing"].sum())
+                    cell = Cell("no benchmark" + (f" ({missing} missing)" if missing else ""))
                 else:
-                    ratio = f", {s['s_mean'] / ln['s_mean']:.2f}× LN" if ln is not None and norm != "ln" else ""
+                    ratio = f", {s['ratio_to_ln']:.2f}× LN" if norm != "ln" and math.isfinite(s["ratio_to_ln"]) else ""
                     std = f" ± {s['s_std']:.1f}" if s["n"] > 1 else ""
                     cell = Cell(f"{s['s_mean']:.1f}{std} s (n={int(s['n'])}{ratio})")
                 row.append(cell)
@@ -350,22 +364,21 @@ def runtime(tidy) -> Table:
     legend = ["Wall-clock seconds of each workflow rule (Snakemake benchmark files), mean ± std over seeds and "
               "placements; × LN = ratio of means. Peak RSS and CPU time are in the CSV.",
               "This is training time, not inference latency: it does not test claim A10 on its own."]
-    return Table("runtime", f"Runtime per rule and norm — {scale_label(runs)}", header, rows, legend,
+    return Table("runtime", f"Runtime per rule and norm — {scale_label(summary)}", header, rows, legend,
                  pd.DataFrame(data))
 
 
-def build_all(tidy: dict, stats: dict) -> list[Table]:
-    return [table2(tidy, stats), ln_family(tidy, stats), conditioning(tidy), runtime(tidy)]
+def build_all(stats: dict, settings: dict | None = None) -> list[Table]:
+    return [table2(stats), ln_family(stats), conditioning(stats, settings), runtime(stats)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tidy", required=True, type=Path, help="the tidy tables (results/tidy)")
     parser.add_argument("--stats", required=True, type=Path, help="the statistics (results/stats)")
     parser.add_argument("--out", required=True, type=Path, help="folder of the tables (paper_tables)")
 
 
 def run(args: argparse.Namespace) -> int:
-    tables = build_all(read_tidy(args.tidy), read_stats(args.stats))
+    tables = build_all(read_stats(args.stats), read_settings(args.stats))
     for t in tables:
         write_table(t, args.out)
     print(f"wrote {', '.join(t.name for t in tables)} (.md, .tex, .csv) -> {args.out}")

@@ -18,31 +18,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from normlab.atomic import atomic_write
 from normlab.metrics import HIGHER_IS_BETTER, higher_is_better
-from normlab.train.checkpoint import atomic_write
-from normlab.train.objectives import primary_metric
 
-ID_COLUMNS = ["run_id", "config_name", "scale", "task", "dataset", "placement", "norm", "seed"]
-MANIFEST_COLUMNS = ID_COLUMNS + ["grids", "run_dir", "probe_dir", "benchmark"]
+from .contract import (
+    BASELINE_COLUMNS,
+    BASELINES_TABLE,
+    CONDITION_MEASURES,
+    ID_COLUMNS,
+    MANIFEST_COLUMNS,
+    OLD_COMPONENT_NAMES,
+    OLD_STYLE_DEFAULTS,
+    STATUSES,
+    TIDY_TABLES,
+    tidy_columns,
+)
 
-# Every tidy table: its columns after the id columns (the contract's §4 table; tests check it).
-TABLES: dict[str, list[str]] = {
-    "runs": ["status", "grids", "steps", "epochs", "diverged_at_step", "wall_time_s", "tokens_seen",
-             "tokens_per_batch", "n_params", "device", "primary_metric", "higher_is_better", "config_hash"],
-    "scores": ["split", "stats", "metric", "value", "primary", "higher_is_better"],
-    "curves": ["step", "kind", "metric", "value"],
-    "tid": ["method", "step", "module", "layer", "position", "kind", "value", "std", "n_batches"],
-    "tid_decomposition": ["module", "layer", "position", "kind", "component", "value", "std", "n_batches",
-                          "tokens_per_batch", "method"],
-    "conditioning": ["module", "layer", "position", "measure", "value", "dim", "n_tokens"],
-    "benchmarks": ["rule", "s", "max_rss_mb", "cpu_time_s"],
-}
-STATUSES = ("completed", "diverged", "missing")
-CONDITION_MEASURES = ("c50", "c80", "cmax")
+TABLES = TIDY_TABLES
+__all__ = ["ID_COLUMNS", "MANIFEST_COLUMNS", "TABLES", "collect", "columns", "read_tidy", "write_csv"]
 
 
 def columns(table: str) -> list[str]:
-    return ID_COLUMNS + TABLES[table]
+    return tidy_columns(table)
 
 
 # --- reading the pieces of one run ---------------------------------------------------------------
@@ -64,6 +61,11 @@ def _read_json(path: Path) -> dict | None:
 def _number(value) -> float:
     """JSON null (NaN/inf written by json_safe) -> NaN."""
     return math.nan if value is None else float(value)
+
+
+def _optional_number(value) -> float:
+    """A manifest cell: empty -> NaN."""
+    return math.nan if value is None or value == "" else float(value)
 
 
 def _scores(final: dict, primary: str) -> list[dict]:
@@ -91,21 +93,33 @@ def _curves(run_dir: Path) -> list[dict]:
 
 
 def _tid(run_dir: Path) -> list[dict]:
-    """Online TID (``tid.jsonl``, method online) and the engine's end-of-training probe (method probe)."""
+    """The engine's online TID (``tid.jsonl``, method online); the end-of-training TID is the probe's."""
+    return [{c: rec.get(c) for c in TABLES["tid"]} for rec in read_jsonl(run_dir / "tid.jsonl")]
+
+
+def _decomposition(probe_dir: Path) -> list[dict]:
+    """The probe's records; an old probe's (no probe_mode: eval mode, component ``floor``) read as such."""
     rows = []
-    for name in ("tid.jsonl", "tid_probe.jsonl"):
-        for rec in read_jsonl(run_dir / name):
-            rows.append({c: rec.get(c) for c in TABLES["tid"]})
+    for rec in read_jsonl(probe_dir / "tid_decomposition.jsonl"):
+        row = {c: rec.get(c) for c in TABLES["tid_decomposition"]}
+        row["component"] = OLD_COMPONENT_NAMES.get(row["component"], row["component"])
+        if "probe_mode" not in rec:
+            row["probe_mode"] = OLD_STYLE_DEFAULTS["tid_decomposition"]["probe_mode"]
+        rows.append(row)
     return rows
 
 
 def _conditioning(probe_dir: Path) -> list[dict]:
+    """One row per record and measure; an old probe's record (no ``site``) is the uncentred second
+    moment of the norm's input."""
     rows = []
+    old = OLD_STYLE_DEFAULTS["conditioning"]
     for rec in read_jsonl(probe_dir / "conditioning.jsonl"):
         for measure in CONDITION_MEASURES:
             rows.append(dict(module=rec.get("module"), layer=rec.get("layer"), position=rec.get("position"),
                              measure=measure, value=_number(rec.get(measure)), dim=rec.get("dim"),
-                             n_tokens=rec.get("n_tokens")))
+                             n_tokens=rec.get("n_tokens"), site=rec.get("site", old["site"]),
+                             centred=bool(rec.get("centred", old["centred"]))))
     return rows
 
 
@@ -168,7 +182,7 @@ def collect(manifest: pd.DataFrame, base: Path = Path(".")) -> dict[str, pd.Data
     """Every tidy table of §4 from a manifest; relative paths in it are taken from ``base``."""
     rows: dict[str, list[dict]] = {name: [] for name in TABLES}
     bench_cols = _benchmark_columns(manifest)
-    # a missing run's primary metric: that of the dataset's other runs, else the family default
+    # a missing run's primary metric: that of the dataset's other runs (unknown while none has finished)
     known_primary: dict[str, str] = {}
     finals = {}
     for _, row in manifest.iterrows():
@@ -183,14 +197,14 @@ def collect(manifest: pd.DataFrame, base: Path = Path(".")) -> dict[str, pd.Data
         run_dir, probe_dir = _resolve(base, row["run_dir"]), _resolve(base, row["probe_dir"])
         final = finals[row["run_id"]]
         probe = _read_json(probe_dir / "probe.json") if probe_dir else None
-        decomposition = read_jsonl(probe_dir / "tid_decomposition.jsonl") if probe_dir else []
+        decomposition = _decomposition(probe_dir) if probe_dir else []
         if final is None:
             status = "missing"
-            primary = known_primary.get(row["dataset"]) or primary_metric(row["task"])
+            primary = known_primary.get(row["dataset"]) or ""
         else:
             _check_identity(row, final, run_dir)
             status = final["status"]
-            primary = final.get("primary_metric") or primary_metric(row["task"])
+            primary = final.get("primary_metric") or known_primary.get(row["dataset"]) or ""
         tokens_per_batch = (probe or {}).get("tokens_per_batch")
         if tokens_per_batch is None and decomposition:
             tokens_per_batch = decomposition[0].get("tokens_per_batch")
@@ -200,7 +214,9 @@ def collect(manifest: pd.DataFrame, base: Path = Path(".")) -> dict[str, pd.Data
             diverged_at_step=final.get("diverged_at_step"), wall_time_s=final.get("wall_time_s"),
             tokens_seen=final.get("tokens_seen"), tokens_per_batch=tokens_per_batch,
             n_params=final.get("n_params"), device=final.get("device"), primary_metric=primary,
-            higher_is_better=higher_is_better(primary), config_hash=final.get("config_hash")))
+            higher_is_better=higher_is_better(primary) if primary else None, config_hash=final.get("config_hash"),
+            batch_stats=_as_bool(row["batch_stats"]), momentum=_optional_number(row["momentum"]),
+            warmup_steps=_optional_number(row["warmup_steps"])))
         for col, rule in bench_cols.items():
             bench = read_benchmark(_resolve(base, row[col])) if row[col] else None
             if bench is not None:
@@ -211,8 +227,7 @@ def collect(manifest: pd.DataFrame, base: Path = Path(".")) -> dict[str, pd.Data
             rows["scores"] += [ids | r for r in _scores(final, primary)]
         rows["curves"] += [ids | r for r in _curves(run_dir)]
         rows["tid"] += [ids | r for r in _tid(run_dir)]
-        rows["tid_decomposition"] += [ids | {c: r.get(c) for c in TABLES["tid_decomposition"]}
-                                      for r in decomposition]
+        rows["tid_decomposition"] += [ids | r for r in decomposition]
         if probe_dir:
             rows["conditioning"] += [ids | r for r in _conditioning(probe_dir)]
     return {name: pd.DataFrame(rows[name], columns=columns(name)) for name in TABLES}
@@ -231,33 +246,123 @@ def write_tidy(tables: dict[str, pd.DataFrame], out: Path) -> None:
         write_csv(frame, Path(out) / f"{name}.csv")
 
 
-def read_tidy(tidy_dir: Path, tables: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
-    """The tidy tables as DataFrames with the contract's columns (an absent file is an error)."""
+def read_tidy(tidy_dir: Path, tables: tuple[str, ...] | None = None,
+              optional: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
+    """The tidy tables as DataFrames with the contract's columns (an absent file is an error, except a
+    name in ``optional``: then an empty frame).  ``baselines`` (``normlab baselines``) may be named too.
+
+    Tables written before issue 14 are read as what they are (:func:`upgrade`): probed in eval mode,
+    ``floor`` = ``floor_token``, no sentence floor, conditioning of the norm's input, uncentred;
+    :func:`limitations` says what such tables cannot show."""
     out = {}
     for name in tables or tuple(TABLES):
         path = Path(tidy_dir) / f"{name}.csv"
+        expected = BASELINE_COLUMNS if name == BASELINES_TABLE else columns(name)
         if not path.is_file():
-            raise FileNotFoundError(f"tidy table {path} does not exist; run `normlab collect` first")
+            if name in optional:
+                out[name] = pd.DataFrame(columns=expected)
+                continue
+            raise FileNotFoundError(f"tidy table {path} does not exist; run `normlab "
+                                    f"{'baselines' if name == BASELINES_TABLE else 'collect'}` first")
         frame = pd.read_csv(path, keep_default_na=True)
-        lacking = [c for c in columns(name) if c not in frame.columns]
+        frame = upgrade(name, frame)
+        lacking = [c for c in expected if c not in frame.columns]
         if lacking:
             raise ValueError(f"{path} lacks column(s) {lacking}; re-run `normlab collect`")
-        for col in ("primary", "higher_is_better"):
+        for col in ("primary", "higher_is_better", "batch_stats", "centred"):
             if col in frame.columns:
                 frame[col] = frame[col].map(_as_bool)
         out[name] = frame
+    if "runs" in out and out["runs"]["batch_stats"].isna().any():
+        out["runs"] = _derive_batch_stats(out)
     return out
+
+
+def upgrade(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """An old-style table (before issue 14) with the new columns filled as what its rows were."""
+    for col, value in OLD_STYLE_DEFAULTS.get(name, {}).items():
+        if col not in frame.columns:
+            frame[col] = value
+    if name == "tid_decomposition" and len(frame):
+        frame["component"] = frame["component"].replace(OLD_COMPONENT_NAMES)
+    return frame
+
+
+def _derive_batch_stats(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Old runs tables have no ``batch_stats``: a norm has batch statistics when its runs have
+    batch-statistics scores, probe records of method batch_stats or online TID (the data say so)."""
+    runs = tables["runs"].copy()
+    evidence = set()
+    if "scores" in tables:
+        evidence |= set(tables["scores"].loc[tables["scores"]["stats"] == "batch_stats", "norm"])
+    if "tid_decomposition" in tables:
+        dec = tables["tid_decomposition"]
+        evidence |= set(dec.loc[dec["method"] == "batch_stats", "norm"])
+    if "tid" in tables:
+        evidence |= set(tables["tid"]["norm"])
+    missing = runs["batch_stats"].isna()
+    runs.loc[missing, "batch_stats"] = runs.loc[missing, "norm"].isin(evidence)
+    runs["batch_stats"] = runs["batch_stats"].astype(bool)
+    return runs
+
+
+def limitations(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """What these tables cannot show, from their content: an old probe (eval mode, no sentence floor),
+    the old conditioning measure, no online TID, no baselines."""
+    notes = []
+    dec = tables.get("tid_decomposition")
+    if dec is not None and len(dec):
+        if (dec["probe_mode"] == "eval").any():
+            notes.append("TID probed without dropout (eval mode, the old probe): the running statistics were "
+                         "accumulated with dropout, so observed, batch_vs_population and lag carry a dropout "
+                         "shift; needs a re-run with the new probe (probe_mode=train)")
+        if not (dec["component"] == "floor_sentence").any():
+            notes.append("no sentence floor (old probe): TID is compared with the i.i.d. token floor only, a "
+                         "lower bound; needs a re-run with the new probe")
+    cond = tables.get("conditioning")
+    if cond is not None and len(cond) and not ((cond["site"] == "output") & cond["centred"].map(bool)).any():
+        notes.append("conditioning is the old measure (uncentred second moment of the norm's input), not the "
+                     "centred covariance of what the following linear layers see; needs a re-run with the new probe")
+    tid = tables.get("tid")
+    if tid is None or not len(tid):
+        notes.append("no online TID records (tid.csv absent or empty): TID growth over training (claim A3) "
+                     "and the TID curves cannot be measured")
+    base = tables.get(BASELINES_TABLE)
+    if base is None or not len(base):
+        notes.append("no trivial baselines (baselines.csv absent or empty): no setting can pass its learning "
+                     "bar; run `normlab baselines`")
+    return notes
 
 
 def _as_bool(value):
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, str):
-        return value.strip().lower() == "true"
-    return value
+        return value.strip().lower() == "true" if value.strip() else None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return bool(value)
 
 
 # --- the command ---------------------------------------------------------------------------------
+
+
+MANIFEST_RUN_COLUMNS = ("batch_stats", "momentum", "warmup_steps")  # runs.csv columns copied from the manifest
+
+
+def refresh_manifest_columns(runs: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with the manifest's per-cell columns (batch_stats, momentum, warmup_steps) set from
+    ``manifest``, matched by run_id: what `normlab collect` would copy, for a tidy folder whose run
+    folders are not at hand (committed tables written before those columns existed)."""
+    m = manifest.set_index("run_id")
+    unknown = sorted(set(runs["run_id"]) - set(m.index))
+    if unknown:
+        raise ValueError(f"run(s) {unknown[:3]} of runs.csv are not in the manifest; it is another grid's")
+    out = runs.copy()
+    out["batch_stats"] = out["run_id"].map(m["batch_stats"]).map(_as_bool)
+    for col in ("momentum", "warmup_steps"):
+        out[col] = out["run_id"].map(m[col]).map(_optional_number)
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -265,9 +370,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="folder of the tidy CSVs (results/tidy)")
     parser.add_argument("--base", type=Path, default=None,
                         help="folder that relative paths in the manifest start from (default: the current one)")
+    parser.add_argument("--refresh-manifest-columns", action="store_true",
+                        help="only set runs.csv's manifest columns (batch_stats, momentum, warmup_steps) in --out "
+                             "from the manifest, without reading run folders (re-analysing committed tables)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.refresh_manifest_columns:
+        runs = read_tidy(args.out, ("runs",))["runs"]
+        write_csv(refresh_manifest_columns(runs, read_manifest(args.manifest))[columns("runs")],
+                  Path(args.out) / "runs.csv")
+        print(f"runs.csv in {args.out}: {', '.join(MANIFEST_RUN_COLUMNS)} from {args.manifest}")
+        return 0
     manifest = read_manifest(args.manifest)
     tables = collect(manifest, args.base or Path("."))
     write_tidy(tables, args.out)
