@@ -1,4 +1,8 @@
-"""``normlab train --config RUN.yaml --out DIR [--resume]``: one training run."""
+"""``normlab train --config RUN.yaml --out DIR [--resume]``: one training run.
+
+Errors that are the user's to fix (a bad config or data option, a locked or damaged run folder, a
+full disk, an unwritable ``--out``) print one line, ``normlab train: <message>``, and exit 2.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import sys
 
 EXIT_DIVERGED = 3
+EXIT_USER_ERROR = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--restart-if-changed",
         action="store_true",
-        help="with --resume: if --out holds a run of a different config, clear it and start afresh "
-        "(the workflow uses this; without it such a folder is refused)",
+        help="with --resume: if --out holds a run of a different config (finished or not), or one whose "
+        "last checkpoint does not load, clear it and start afresh (the workflow uses this; without it such "
+        "a folder is refused)",
     )
     parser.add_argument(
         "--fail-on-divergence",
@@ -27,15 +33,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError
-    from .engine import OutputExistsError, train
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions whose message is the whole story (one line naming the key or file and the fix)."""
+    from normlab.atomic import WriteError
+    from normlab.data import DataError
 
+    from .errors import ConfigError, OutputExistsError, RunLockedError, RunStateError
+
+    return ConfigError, DataError, OutputExistsError, RunLockedError, RunStateError, WriteError
+
+
+def run(args: argparse.Namespace) -> int:
+    from .engine import train
+    from .watchdog import exit_with_snakemake
+
+    exit_with_snakemake()  # under Snakemake: stop when it dies, rather than train on as an orphan
     try:
         final = train(args.config, args.out, resume=args.resume, restart_if_changed=args.restart_if_changed)
-    except (ConfigError, OutputExistsError) as err:
+    except user_errors() as err:
         print(f"normlab train: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     print(
         f"normlab train: {final['status']} after {final['steps']} steps -> {args.out}/final.json",
         file=sys.stderr,

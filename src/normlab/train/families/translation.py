@@ -45,6 +45,9 @@ class Translation(TextFamily):
         source, target = examples.fields["source"], examples.fields["target"]
         return np.maximum(source.lengths, target.lengths + 1)  # the target gets BOS (input) / EOS (output)
 
+    def longest_prepared(self, longest: dict[str, int], max_len: int | None) -> int:
+        return max(longest["tokens"], longest["target"] + 1)  # as lengths; max_len does not apply
+
     def collate(self, task: TaskData, split: str, indices: np.ndarray) -> Batch:
         examples = task.splits[split]
         source, target = examples.fields["source"], examples.fields["target"]
