@@ -57,7 +57,7 @@ def check_data_options(source: str, family: str, options: dict) -> None:
     valid = data_options(source, family)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        what = "a synthetic task" if source == "synthetic" else f"a {family} dataset"
+        what = "data.source 'synthetic'" if source == "synthetic" else f"task {family!r}"
         raise ConfigError(f"data.options: unknown key(s) {', '.join(unknown)} for {what}; valid: {', '.join(valid)}")
     span = options.get("length_range")
     if isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span) and span[0] > span[1]:
