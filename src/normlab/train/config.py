@@ -242,22 +242,23 @@ def _check_finite(value, where: str = "") -> None:
 def _check_data(cfg: dict) -> None:
     """``data``: a registered dataset of the config's task, and the options that source and family take."""
     data, family = cfg["data"], cfg["task"]
+    if data["source"] == "normlab":
+        if "name" not in data:
+            raise ConfigError("data.name is required when data.source is 'normlab' (the dataset to load)")
+        from normlab.data import DATASETS  # here: the data layer's import is only paid by runs that use it
+
+        if data["name"] not in DATASETS:
+            raise ConfigError(
+                f"data.name: {data['name']!r} is not a registered dataset; valid values: {', '.join(DATASETS)}"
+            )
+        kind = DATASETS[data["name"]].family
+        if kind != family:
+            raise ConfigError(
+                f"task: {family!r}, but data.name {data['name']!r} is a {kind!r} dataset: set task: {kind}"
+            )
     options = data.get("options", {})
     check_data_options(data["source"], family, options)
     _check_schema(options, {"type": "object", "properties": data_options(data["source"], family)}, "data.options")
-    if data["source"] != "normlab":
-        return
-    if "name" not in data:
-        raise ConfigError("data.name is required when data.source is 'normlab' (the dataset to load)")
-    from normlab.data import DATASETS  # here: the data layer's import is only paid by runs that use it
-
-    if data["name"] not in DATASETS:
-        raise ConfigError(
-            f"data.name: {data['name']!r} is not a registered dataset; valid values: {', '.join(DATASETS)}"
-        )
-    if DATASETS[data["name"]].family != family:
-        kind = DATASETS[data["name"]].family
-        raise ConfigError(f"task: {family!r}, but data.name {data['name']!r} is a {kind!r} dataset: set task: {kind}")
 
 
 # Norm options whose defaults follow from the rest of the run, filled in by `validate` (so a run's

@@ -146,11 +146,13 @@ def remove_temporary_files(out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def resume_state(cfg: dict, out: Path, restart_if_changed: bool) -> tuple[dict | None, dict | None]:
+def resume_state(cfg: dict, out: Path, restart_if_changed: bool, main: bool = True) -> tuple[dict | None, dict | None]:
     """What ``--resume`` finds in ``out``: (final.json of a finished run, None), (None, the last.pt
-    state to continue from), or (None, None) to start afresh.  A folder of another config, or with a
-    checkpoint that does not load, is refused (ConfigError, RunStateError) or, with
-    ``restart_if_changed``, cleared; the config is compared before a finished run is returned."""
+    state to continue from), or (None, None) to start afresh.  The config is compared first, so a
+    finished run of another config is not returned.  A folder of another config, or whose files are
+    damaged (a checkpoint that does not load, a log line that is not JSON), is refused (ConfigError,
+    RunStateError) or, with ``restart_if_changed``, cleared.  ``main``: this process writes the
+    folder (rank 0), and repairs it to the checkpoint's step (:func:`repair_to_checkpoint`)."""
     if (out / "config.yaml").exists():
         try:
             previous = yaml.safe_load((out / "config.yaml").read_text())
@@ -163,24 +165,44 @@ def resume_state(cfg: dict, out: Path, restart_if_changed: bool) -> tuple[dict |
                     "resume with the same config, start a new --out, or pass --restart-if-changed"
                 )
             clear_run_folder(out, "a run of another config")
-    if (out / "final.json").exists():
-        try:
-            return json.loads((out / "final.json").read_text()), None
-        except ValueError:
-            raise RunStateError(
-                f"{out / 'final.json'} is not valid JSON: the file is damaged; {_afresh(out)}"
-            ) from None
-    last = out / "checkpoints" / "last.pt"
-    if not last.exists():
-        return None, None
     try:
+        if (out / "final.json").exists():
+            try:
+                return json.loads((out / "final.json").read_text()), None
+            except ValueError:
+                raise RunStateError(
+                    f"{out / 'final.json'} is not valid JSON: the file is damaged; {_afresh(out)}"
+                ) from None
+        last = out / "checkpoints" / "last.pt"
+        if not last.exists():
+            return None, None
         state = ckpt.load(last, "cpu", fix=_afresh(out))
-    except RunStateError:
+        if main:
+            repair_to_checkpoint(out, state)
+        return None, state
+    except RunStateError as err:
         if not restart_if_changed:
             raise
-        clear_run_folder(out, f"a damaged checkpoint ({last.name} does not load)")
+        clear_run_folder(out, f"a run that cannot resume ({str(err).split('; ')[0]})")
         return None, None
-    return None, state
+
+
+def save_step_checkpoint(folder: Path, step: int, model_state: dict) -> None:
+    ckpt.save(folder / ckpt.STEP_CHECKPOINT.format(step), {"model": model_state, "step": step})
+
+
+def repair_to_checkpoint(out: Path, state: dict) -> None:
+    """Make ``out`` what an uninterrupted run had at the checkpoint's step: the logs cut back to it (a
+    torn last line dropped), no step checkpoint from beyond it, and its own (a folder written before
+    step_N.pt came first may lack it)."""
+    step, folder = state["step"], out / "checkpoints"
+    for name in LOGS:
+        ckpt.truncate_jsonl(out / name, step, _afresh(out))
+    for path in ckpt.step_checkpoints(folder):
+        if ckpt.step_of(path) > step:
+            path.unlink()
+    if not (folder / ckpt.STEP_CHECKPOINT.format(step)).exists():
+        save_step_checkpoint(folder, step, state["model"])
 
 
 def versions() -> dict:
@@ -256,7 +278,7 @@ def train(
     with RunLock(out) if main else contextlib.nullcontext():  # creates out: an unwritable one fails here
         if main:
             remove_temporary_files(out)
-        final, state = resume_state(cfg, out, restart_if_changed) if resume else (None, None)
+        final, state = resume_state(cfg, out, restart_if_changed, main) if resume else (None, None)
         if final is not None:
             return final
         world = Distributed(device_kind(cfg["train"]["device"]))
@@ -344,15 +366,12 @@ class _Run:
             "config_hash": config_mod.config_hash(self.cfg),
         }
 
-    def _save_step_checkpoint(self, model_state: dict) -> None:
-        ckpt.save(self.ckpt_dir / ckpt.STEP_CHECKPOINT.format(self.step), {"model": model_state, "step": self.step})
-
     def _save(self) -> None:
         """step_N.pt first, then last.pt: a kill between the two leaves last.pt at the previous
-        checkpoint, whose restore removes the newer step_N.pt (see _restore)."""
+        checkpoint, and resuming from it removes the newer step_N.pt (repair_to_checkpoint)."""
         state = self._state()  # every rank takes part in gathering the RNG states
         if self.world.main:
-            self._save_step_checkpoint(state["model"])
+            save_step_checkpoint(self.ckpt_dir, self.step, state["model"])
             ckpt.save(self.ckpt_dir / "last.pt", state)
             ckpt.prune_step_checkpoints(self.ckpt_dir, self.tcfg["average_last"])
         self.world.barrier()
@@ -362,17 +381,7 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed, self.tokens_seen = state["step"], state["elapsed"], state["tokens_seen"]
         self.stream.load_state_dict(state["stream"])
-        ckpt.set_rng_state(state["rng"][self.world.rank])
-        if self.world.main:
-            # the folder as an uninterrupted run had it at this step: logs cut back to it, no step
-            # checkpoint from beyond it, and its own (a run written before step_N.pt came first may lack it)
-            for name in LOGS:
-                ckpt.truncate_jsonl(self.out / name, self.step, _afresh(self.out))
-            for path in ckpt.step_checkpoints(self.ckpt_dir):
-                if ckpt.step_of(path) > self.step:
-                    path.unlink()
-            if not (self.ckpt_dir / ckpt.STEP_CHECKPOINT.format(self.step)).exists():
-                self._save_step_checkpoint(state["model"])
+        ckpt.set_rng_state(state["rng"][self.world.rank])  # the folder was repaired to this step (resume_state)
 
     # --- the loop ---------------------------------------------------------------------------------
 

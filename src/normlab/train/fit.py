@@ -52,11 +52,19 @@ def check(cfg: dict, image_shape: tuple[int, int] | None, longest: dict[str, int
             )
 
 
-def check_task(cfg: dict, task: TaskData) -> None:
-    """:func:`check` on the loaded data (the job, before training)."""
+Facts = tuple[tuple[int, int] | None, dict[str, int | None]]  # (image height x width, split -> longest)
+
+
+def task_facts(task: TaskData) -> Facts:
+    """The image size and each split's longest padded example of loaded data."""
     family = get_family(task.family)
     image = (task.image_size, task.image_size) if task.image_size is not None else None
-    check(cfg, image, {split: family.longest(task.splits[split]) for split in SPLITS})
+    return image, {split: family.longest(task.splits[split]) for split in SPLITS}
+
+
+def check_task(cfg: dict, task: TaskData) -> None:
+    """:func:`check` on the loaded data (the job, before training)."""
+    check(cfg, *task_facts(task))
 
 
 def longest_in_prefix(records: list[list[int]], n: int | None) -> int:
@@ -66,19 +74,24 @@ def longest_in_prefix(records: list[list[int]], n: int | None) -> int:
     return below[-1] if below else 0
 
 
-def check_card(cfg: dict, card: dict) -> None:
-    """:func:`check` from a prepared dataset's data card (workflow parse time).  Skipped where the card
-    cannot tell: a card written before it recorded ``image_shape`` / ``length_records``, or a
+def card_facts(cfg: dict, card: dict) -> Facts:
+    """:func:`task_facts` of the data a run config selects, from its dataset's data card; None where the
+    card cannot tell: a card written before it recorded ``image_shape`` / ``length_records``, or a
     ``data.options.length_range`` (which examples it keeps is not in the card)."""
     family, options = get_family(cfg["task"]), cfg["data"].get("options", {})
     shape = card.get("image_shape")
     image = (shape[0], shape[1]) if shape else None
     records = card.get("length_records")
-    longest: dict[str, int | None] = {}
+    longest: dict[str, int | None] = dict.fromkeys(SPLITS)
     if records and options.get("length_range") is None:
         for split in SPLITS:
             limits = [options.get("max_examples")] + ([options.get("max_eval_examples")] if split != "train" else [])
             n = min([x for x in limits if x is not None], default=None)
             stored = {name: longest_in_prefix(r, n) for name, r in records.get(split, {}).items()}
             longest[split] = family.longest_prepared(stored, options.get("max_len")) if stored else None
-    check(cfg, image, longest)
+    return image, longest
+
+
+def check_card(cfg: dict, card: dict) -> None:
+    """:func:`check` from a prepared dataset's data card (workflow parse time)."""
+    check(cfg, *card_facts(cfg, card))

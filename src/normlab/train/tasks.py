@@ -119,7 +119,10 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
         index = chosen(split, split_name)
         used[split_name] = len(index)
         if len(index) == 0:
-            raise ValueError(f"dataset {name!r}: no {split_name} examples left with data.options {options}")
+            raise ConfigError(
+                f"dataset {name!r}: no {split_name} examples left with data.options {options}; widen "
+                "data.options.length_range or raise the example limits"
+            )
         examples[split_name] = kind.select(split, index, options.get("max_len"))
     return kind.task_data(train, examples, {"dataset": name, "examples": used})
 
