@@ -66,8 +66,11 @@ COMMANDS: dict[str, Command] = {
 # with one line instead of a traceback.  Looked up in sys.modules when one is raised: an error can only
 # come from a module that is loaded, and the handler imports nothing (no torch for `normlab stats`).
 ERRORS: tuple[tuple[str, str], ...] = (
-    ("normlab.train.config", "ConfigError"),
-    ("normlab.train.engine", "OutputExistsError"),
+    ("normlab.train.errors", "ConfigError"),
+    ("normlab.train.errors", "OutputExistsError"),
+    ("normlab.train.errors", "RunLockedError"),  # another process writes the run folder
+    ("normlab.train.errors", "RunStateError"),  # a run folder's own files are damaged
+    ("normlab.atomic", "WriteError"),  # ENOSPC, EACCES, EROFS, named as themselves
     ("normlab.workflow", "WorkflowConfigError"),
     ("normlab.data.errors", "DataError"),  # and its subclasses: checksum, fetch, parse, unknown dataset
     ("normlab.tid.probe", "NotAFinishedRun"),

@@ -24,7 +24,9 @@ Snakemake.  A configuration (``config/*.yaml``) has:
 
 Every problem is reported before any job runs: the schema check names the key and the valid values,
 and every cell's run config is validated by :mod:`normlab.train.config`, so a cell a model cannot run
-fails at parse time with the cell's id.
+fails at parse time with the cell's id.  Where a cell's dataset is already prepared, its data card
+also checks what depends on the data (:mod:`normlab.train.fit`: the ViT patch size divides the image,
+the token budget holds the longest example); otherwise the job checks it at its start.
 """
 
 from __future__ import annotations
@@ -43,8 +45,11 @@ import yaml
 from normlab.analysis import options as analysis_options
 from normlab.analysis.contract import BASELINE_METRIC, MANIFEST_COLUMNS
 from normlab.data import DATASETS
+from normlab.data import card as data_card
 from normlab.norms import NORMS, BatchStatNorm
+from normlab.train import fit
 from normlab.train.config import ConfigError, describe_error, merge, validate
+from normlab.train.tasks import NORMLAB_DATA_OPTIONS
 
 PLACEMENTS = ("post", "pre")
 
@@ -186,6 +191,9 @@ def load_schema(path: str | Path) -> dict:
     schema = yaml.safe_load(Path(path).read_text())
     schema["$defs"]["dataset_name"] = {"enum": list(DATASETS)}
     schema["$defs"]["norm_name"] = {"enum": list(NORMS)}
+    # the options of normlab.train (which family takes which: checked per cell); the cache is data_cache
+    options = {name: value for name, value in NORMLAB_DATA_OPTIONS.items() if name != "cache"}
+    schema["$defs"]["data_options"] = {"type": "object", "additionalProperties": False, "properties": options}
     return schema
 
 
@@ -279,12 +287,27 @@ def run_config(cfg: dict, cell: Cell, entries: dict[str, dict] | None = None) ->
     return run
 
 
+def prepared_cards(cfg: dict, corpora) -> dict[str, dict]:
+    """The data cards of the ``corpora`` already prepared in the config's data cache."""
+    cards = {}
+    for name in sorted(set(corpora)):
+        try:
+            cards[name] = data_card(name, cfg["data_cache"])
+        except (FileNotFoundError, ValueError):  # not prepared yet (or a card being rewritten): the job checks
+            continue
+    return cards
+
+
 def validated_run_configs(cfg: dict) -> dict[str, dict]:
-    """run_id -> validated run config for every cell; the first bad cell raises, named."""
-    out, entries = {}, settings(cfg)
-    for cell in cells(cfg):
+    """run_id -> validated run config for every cell, checked against its dataset's data card where the
+    dataset is prepared; the first bad cell raises, named."""
+    out, entries, cell_list = {}, settings(cfg), cells(cfg)
+    cards = prepared_cards(cfg, (c.corpus for c in cell_list))
+    for cell in cell_list:
         try:
             out[cell.run_id] = validate(run_config(cfg, cell, entries))
+            if cell.corpus in cards:
+                fit.check_card(out[cell.run_id], cards[cell.corpus])
         except ConfigError as err:
             raise WorkflowConfigError(
                 f"grid cell {cell.run_id} (grids: {', '.join(cell.grids)}) cannot run: {err}"

@@ -75,8 +75,11 @@ def test_selection_is_the_engines_length_range_then_limits():
     assert selected(s, "test", {"length_range": [2, 4]}).tolist() == [1, 2, 3]
     assert selected(s, "test", {"length_range": [2, 4], "max_eval_examples": 2}).tolist() == [1, 2]
     assert selected(s, "train", {"length_range": [2, 4], "max_eval_examples": 2}).tolist() == [1, 2, 3]
+    # the options are the run config's: one check, before any selection (ConfigError is a ValueError)
+    from normlab.train.tasks import check_data_options
+
     with pytest.raises(ValueError, match="unknown key"):
-        selected(s, "test", {"max_lenght": 3})
+        check_data_options("normlab", "lm", {"max_lenght": 3})
 
 
 def test_the_command_writes_the_table_and_names_an_unprepared_corpus(tmp_path, capsys):

@@ -43,3 +43,59 @@ def run_config(task: str, **sections) -> dict:
 @pytest.fixture
 def make_config():
     return run_config
+
+
+# --- tiny prepared datasets, one per family, built by normlab.data's real pipeline ----------------
+
+TINY_WORDS = "the cat sat on a mat and dog ran far away".split()
+
+
+def _tiny_parsed(family: str):
+    """A few dozen examples of ``family`` as a parser returns them; example i is i % 9 + 1 words long,
+    so the longest example sits at a known place in every split."""
+    import numpy as np
+
+    from normlab.data.build import Parsed
+
+    rng = np.random.default_rng(0)
+
+    def words(i):
+        return [TINY_WORDS[(i + k) % len(TINY_WORDS)] for k in range(i % 9 + 1)]
+
+    def split(n, offset):
+        if family == "image":
+            return (rng.integers(0, 256, size=(n, 8, 8), dtype=np.uint8), rng.integers(0, 3, size=n))
+        made = [words(i + offset) for i in range(n)]
+        if family == "translation":
+            return [(" ".join(w), " ".join(reversed(w))) for w in made]
+        if family == "lm":
+            return made
+        if family == "tagging":
+            return [(w, ["B-X" if k == 0 else "O" for k in range(len(w))]) for w in made]
+        return [(" ".join(w), "pos" if len(w) % 2 else "neg") for w in made]
+
+    labels = {"image": ("a", "b", "c"), "tagging": ("O", "B-X"), "classification": ("neg", "pos")}
+    return Parsed(splits={"train": split(40, 0), "valid": split(12, 3), "test": split(12, 5)},
+                  label_names=labels.get(family, ()))
+
+
+TINY_FAMILIES = ("translation", "lm", "tagging", "classification", "image")
+
+
+@pytest.fixture
+def tiny_datasets(tmp_path_factory, monkeypatch):
+    """``tiny_<family>`` registered in normlab.data for this test and prepared in a cache shared by the
+    session (returned): the real builders and card writer, on data written here."""
+    from normlab.data import prepare, registry
+
+    cache = tmp_path_factory.getbasetemp() / "tiny_data_cache"
+    for family in TINY_FAMILIES:
+        name = f"tiny_{family}"
+        spec = registry.DatasetSpec(
+            name, family, f"tiny {family}", (), lambda paths, family=family: _tiny_parsed(family),
+            license="test data", splits="fixed", preprocessing="as the family's", stands_for="tests",
+            options={"bpe_vocab_size": 60} if family == "translation" else {},
+        )
+        monkeypatch.setitem(registry.DATASETS, name, spec)
+        prepare(name, cache, quiet=True)
+    return cache

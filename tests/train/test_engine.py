@@ -107,7 +107,7 @@ def test_online_tid_is_written_for_bn(make_config, tmp_path):
     }
     # the offline TID probe is `normlab probe` alone (it reads the run with normlab.train.load_run)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "checkpoints", "config.yaml", "final.json", "metrics.jsonl", "tid.jsonl"]
+        ".lock", "checkpoints", "config.yaml", "final.json", "metrics.jsonl", "tid.jsonl"]
 
 
 def test_checkpoint_averaging_uses_the_last_k(make_config, tmp_path):

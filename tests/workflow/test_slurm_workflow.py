@@ -26,6 +26,7 @@ from .test_slurm_cluster import SLURM_LOCAL_FLAGS, SUBMITTED
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "config/test.yaml"
+WORKDIR = yaml.safe_load((REPO / CONFIG).read_text())["workdir"]  # where the config writes, in each copy
 RULE_RAN = re.compile(r"^(local)?rule (\w+):$", re.M)
 # what a run's final.json says about its result; wall time, memory and versions may differ
 FINAL_KEYS = (
@@ -113,19 +114,20 @@ def snakemake(
 
 
 def finals(repo: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted((repo / "results" / "runs").rglob("final.json")):
+    out, root = {}, repo / WORKDIR
+    for path in sorted((root / "results" / "runs").rglob("final.json")):
         final = json.loads(path.read_text())
         # json.dumps compares floats exactly and NaN equal to NaN (a diverged run's metrics)
-        out[str(path.parent.relative_to(repo))] = json.dumps({k: final.get(k) for k in FINAL_KEYS}, sort_keys=True)
+        out[str(path.parent.relative_to(root))] = json.dumps({k: final.get(k) for k in FINAL_KEYS}, sort_keys=True)
     return out
 
 
 def products(repo: Path) -> set[str]:
+    root = repo / WORKDIR
     return {
-        str(p.relative_to(repo))
+        str(p.relative_to(root))
         for d in ("paper_tables", "figures", "notebooks/executed")
-        for p in (repo / d).rglob("*")
+        for p in (root / d).rglob("*")
         if p.is_file()
     }
 

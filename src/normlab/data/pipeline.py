@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from normlab.atomic import atomic_write_text
 
 from . import registry
@@ -166,12 +168,33 @@ def prepare(
         "vocab_size": meta.get("vocab_size"),
         "label_names": meta.get("label_names"),
         "splits": stats,
+        "image_shape": meta.get("image_shape"),  # for normlab.train's parse-time check of model.patch_size
+        "length_records": length_records(arrays),  # for its check of the token budget (normlab.train.fit)
         "prepared_in_s": round(time.perf_counter() - t0, 1),
     }
     write_prepared(folder, meta, card, arrays, tokenizer, inputs=members)
     if not quiet:
         print(f"[normlab.data] prepared {name} in {card['prepared_in_s']} s -> {folder}")
     return folder
+
+
+def length_records(arrays: dict) -> dict:
+    """Split -> sequence field -> ``[[index, length], ...]`` where the running maximum of the sequence
+    lengths rises: the longest of the first n examples is the last record with index < n (a few
+    dozen entries, however big the split)."""
+    out = {}
+    for split, fields in arrays.items():
+        found = {}
+        for key, offsets in fields.items():
+            if key == "offsets" or key.endswith("_offsets"):
+                lengths = np.diff(np.asarray(offsets))
+                rises = np.flatnonzero(lengths > np.maximum.accumulate(np.r_[-1, lengths[:-1]]))
+                found["tokens" if key == "offsets" else key.removesuffix("_offsets")] = [
+                    [int(i), int(lengths[i])] for i in rises
+                ]
+        if found:
+            out[split] = found
+    return out
 
 
 def load(

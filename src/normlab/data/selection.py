@@ -1,7 +1,8 @@
 """Which examples of a prepared split a run uses, from its data options (torch-free).
 
 The training engine and ``normlab baselines`` (the trivial baselines of the learning bars) must
-evaluate the same test examples, so the selection is written once here:
+evaluate the same test examples, so the selection is written once here (``normlab.train.tasks``
+calls it; the option names and their checks are the run config's, ``normlab.train.tasks.NORMLAB_DATA_OPTIONS``):
 
 * ``length_range`` ([min, max] tokens): keep only the examples of that length (translation: the
   source; LM: the sentence without its ``<eos>``), in every split, before the limits;
@@ -15,24 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-DATA_OPTIONS = ("cache", "max_examples", "max_eval_examples", "max_len", "length_range")
-
-
-def check_options(family: str, options: dict) -> None:
-    """Unknown keys and an impossible ``length_range`` are errors that name the fix."""
-    unknown = sorted(set(options) - set(DATA_OPTIONS))
-    if unknown:
-        raise ValueError(f"data.options: unknown key(s) {unknown}; valid: {', '.join(DATA_OPTIONS)}")
-    length_range = options.get("length_range")
-    if length_range is not None and (family == "image" or len(length_range) != 2 or length_range[0] > length_range[1]):
-        raise ValueError(f"data.options.length_range {length_range!r}: give [min, max] tokens, min <= max, "
-                         "for a text dataset")
-
 
 def selected(split, split_name: str, options: dict) -> np.ndarray:
     """The indices of the examples of ``split`` (a ``DatasetSplit``) that a run with ``options`` uses:
-    those in ``length_range``, then the first ``max_examples`` (valid/test: and ``max_eval_examples``)."""
-    check_options(split.family, options)
+    those in ``length_range``, then the first ``max_examples`` (valid/test: and ``max_eval_examples``).
+    The options are those of a validated run config (``normlab.train`` checks names, types and order)."""
     if split.family == "image":
         index = np.arange(len(split.labels))
     else:

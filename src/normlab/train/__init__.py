@@ -4,8 +4,9 @@
 for post-hoc tools.  Task families are classes in ``normlab.train.families`` (registry ``FAMILIES``).
 """
 
-from .config import ConfigError, validate
-from .engine import OutputExistsError, train
+from .config import validate
+from .engine import train
+from .errors import ConfigError, OutputExistsError, RunLockedError, RunStateError
 from .examples import TaskData
 from .runs import LoadedRun, load_run
 from .tasks import synthetic_task
@@ -14,6 +15,8 @@ __all__ = [
     "ConfigError",
     "LoadedRun",
     "OutputExistsError",
+    "RunLockedError",
+    "RunStateError",
     "TaskData",
     "load_run",
     "synthetic_task",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from normlab.atomic import atomic_write  # noqa: F401 (re-exported: the engine writes through it)
+from normlab.atomic import as_write_error, atomic_write
+
+from .errors import RunStateError
 
 STEP_CHECKPOINT = "step_{:08d}.pt"
 
@@ -33,29 +36,55 @@ def write_json(path: Path, obj) -> None:
 
 
 def append_jsonl(path: Path, records: list[dict]) -> None:
+    """Append records, one JSON line each (a kill mid-write leaves a torn last line: truncate_jsonl)."""
     if records:
-        with open(path, "a") as f:
-            f.writelines(json.dumps(json_safe(r), sort_keys=True) + "\n" for r in records)
+        try:
+            with open(path, "a") as f:
+                f.writelines(json.dumps(json_safe(r), sort_keys=True) + "\n" for r in records)
+        except OSError as err:
+            raise as_write_error(err, path) from err
 
 
-def truncate_jsonl(path: Path, last_step: int) -> None:
-    """Keep only the records with step <= last_step (what a resumed run has not redone)."""
+def truncate_jsonl(path: Path, last_step: int, fix: str) -> None:
+    """Keep only the records with step <= last_step (what a resumed run has not redone), rewritten
+    atomically.  A torn last line (a kill in mid-append) is dropped with a warning; a line elsewhere
+    that is not JSON raises RunStateError (``fix``: how to start afresh)."""
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line and json.loads(line).get("step", 0) <= last_step
-    ]
-    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
+    lines = path.read_bytes().split(b"\n")
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if any(rest.strip() for rest in lines[number:]):
+                raise RunStateError(f"{path} line {number} is not a JSON record: the file is damaged; {fix}") from None
+            print(f"normlab train: warning: dropped the torn last line of {path} (a write cut short by a kill); "
+                  "the resumed run writes it again", file=sys.stderr)
+            continue
+        if record.get("step", 0) <= last_step:
+            kept.append(line)
+    atomic_write(path, lambda f: f.write(b"".join(line + b"\n" for line in kept)))
 
 
 def save(path: Path, state: dict) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load(path: Path, device: torch.device | str = "cpu") -> dict:
-    return torch.load(path, map_location=device, weights_only=False)
+def load(path: Path, device: torch.device | str = "cpu", fix: str = "") -> dict:
+    """A checkpoint; one that does not load (truncated, overwritten, not a checkpoint) raises
+    RunStateError naming the file (``fix``: what to do about it)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch reports damage as UnpicklingError, RuntimeError, EOFError, OSError, ...
+        what = str(err).strip().splitlines()[0][:160] if str(err).strip() else "no detail"
+        raise RunStateError(
+            f"{path} is damaged and cannot be loaded ({type(err).__name__}: {what})" + (f"; {fix}" if fix else "")
+        ) from None
 
 
 def rng_state() -> dict:
@@ -73,9 +102,15 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def step_checkpoints(folder: Path) -> list[Path]:
-    """The model-only step checkpoints in ``folder``, oldest first."""
-    return sorted(folder.glob("step_*.pt"))
+def step_of(path: Path) -> int:
+    """The step of a step checkpoint ``step_XXXXXXXX.pt``."""
+    return int(path.stem.split("_", 1)[1])
+
+
+def step_checkpoints(folder: Path, up_to: int | None = None) -> list[Path]:
+    """The model-only step checkpoints in ``folder`` (of steps <= ``up_to``, if given), oldest first."""
+    paths = sorted(folder.glob("step_*.pt"), key=step_of)
+    return paths if up_to is None else [p for p in paths if step_of(p) <= up_to]
 
 
 def prune_step_checkpoints(folder: Path, keep: int) -> None:
@@ -83,9 +118,9 @@ def prune_step_checkpoints(folder: Path, keep: int) -> None:
         old.unlink()
 
 
-def average_state_dicts(paths: list[Path]) -> dict:
+def average_state_dicts(paths: list[Path], fix: str = "") -> dict:
     """Element-wise mean of floating-point entries; other entries (counters) from the newest file."""
-    states = [load(p)["model"] for p in paths]
+    states = [load(p, fix=fix)["model"] for p in paths]
     newest = states[-1]
     averaged = {}
     for key, value in newest.items():

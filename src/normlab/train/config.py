@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import jsonschema
@@ -28,15 +29,14 @@ from normlab.models.options import (
 )
 from normlab.norms import NORMS, build_norm
 
+from .errors import ConfigError
 from .families import FAMILIES
 from .objectives import BATCH_STATS_MODES
 from .runtime import DEVICES, PRECISIONS, PROGRESS
 from .schedules import SCHEDULES
-from .tasks import SOURCES
+from .tasks import SOURCES, check_data_options, data_options
 
-
-class ConfigError(ValueError):
-    """A run config that cannot run; the message names the key and the valid values."""
+__all__ = ["ConfigError", "config_hash", "describe_error", "load", "merge", "schema", "validate"]
 
 
 def _obj(properties: dict, required: tuple = ()) -> dict:
@@ -185,12 +185,13 @@ DEFAULTS: dict = {
 }
 
 
-def _path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+def _path(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    return ".".join([prefix] * bool(prefix) + [str(p) for p in error.absolute_path]) or "(top level)"
 
 
-def describe_error(error: jsonschema.ValidationError) -> str:
-    where, schema, value = _path(error), error.schema, error.instance
+def describe_error(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    """One line for a schema error, naming the key by its dotted path (below ``prefix``, if given)."""
+    where, schema, value = _path(error, prefix), error.schema, error.instance
     if error.validator == "additionalProperties":
         valid = sorted(schema.get("properties", {}))
         unknown = sorted(set(value) - set(valid))
@@ -219,16 +220,56 @@ def validate(config: dict) -> dict:
     """Check a run config and return it with defaults filled in; raises ConfigError naming the problem."""
     if not isinstance(config, dict):
         raise ConfigError(f"a run config is a mapping of sections; got {type(config).__name__}")
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.absolute_path)
-    )
-    if errors:
-        raise ConfigError("invalid run config: " + "; ".join(describe_error(e) for e in errors))
+    _check_finite(config)
+    _check_schema(config, schema())
     cfg = merge(DEFAULTS, config)
+    _check_data(cfg)
     _check_semantics(cfg)
     _fill_norm_defaults(cfg)
     _check_model(cfg)
     return cfg
+
+
+def _check_schema(instance, schema: dict, prefix: str = "") -> None:
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        raise ConfigError("invalid run config: " + "; ".join(describe_error(e, prefix) for e in errors))
+
+
+def _check_finite(value, where: str = "") -> None:
+    """No inf or NaN anywhere (YAML's .inf / .nan): a JSON schema's "number" accepts them."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number; give a finite value")
+
+
+def _check_data(cfg: dict) -> None:
+    """``data``: a registered dataset of the config's task, and the options that source and family take."""
+    data, family = cfg["data"], cfg["task"]
+    if data["source"] == "normlab":
+        if "name" not in data:
+            raise ConfigError("data.name is required when data.source is 'normlab' (the dataset to load)")
+        from normlab.data import DATASETS  # here: the data layer's import is only paid by runs that use it
+
+        if data["name"] not in DATASETS:
+            raise ConfigError(
+                f"data.name: {data['name']!r} is not a registered dataset; valid values: {', '.join(DATASETS)}"
+            )
+        kind = DATASETS[data["name"]].family
+        if kind != family:
+            raise ConfigError(
+                f"task: {family!r}, but data.name {data['name']!r} is a {kind!r} dataset: set task: {kind}"
+            )
+    options = data.get("options", {})
+    check_data_options(data["source"], family, options)
+    _check_schema(options, {"type": "object", "properties": data_options(data["source"], family)}, "data.options")
 
 
 # Norm options whose defaults follow from the rest of the run, filled in by `validate` (so a run's
@@ -251,8 +292,6 @@ def _fill_norm_defaults(cfg: dict) -> None:
 
 def _check_semantics(cfg: dict) -> None:
     model = cfg["model"]
-    if cfg["data"]["source"] == "normlab" and "name" not in cfg["data"]:
-        raise ConfigError("data.name is required when data.source is 'normlab' (the dataset to load)")
     if model["final_norm"] == "same" and model["final_norm_options"]:
         raise ConfigError("model.final_norm_options apply to a named model.final_norm; with 'same' the final "
                           "norm takes model.norm_options")
@@ -288,8 +327,20 @@ def load(path: str | Path) -> dict:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"run config {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"run config {path} is a folder; give the YAML file (e.g. results/configs/...yaml)") from None
+    except PermissionError:
+        raise ConfigError(f"run config {path} cannot be read (permission denied)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"run config {path} is not a text file; give the YAML run config") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"run config {path} is not valid YAML: {err}") from None
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"run config {path} is not valid YAML{at}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"run config {path} is not a mapping of sections (task, data, model, ...); "
+                          f"it holds {'nothing' if raw is None else type(raw).__name__}")
     return validate(raw)
 
 

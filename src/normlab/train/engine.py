@@ -2,11 +2,19 @@
 
 Output folder::
 
+    .lock              held (flock) by the one process writing the folder; holds its PID and host
     config.yaml        the validated config (defaults filled in)
     metrics.jsonl      one record per log interval (train) and per evaluation (valid)
     tid.jsonl          online TID records (train.tid_every > 0, models with batch-statistics norms)
     checkpoints/       last.pt (full state for --resume) and step_XXXXXXXX.pt (weights, for averaging)
     final.json         status (completed | diverged), test metrics, steps, wall time, memory, ...
+
+Crash safety (docs/models_training.md, "Resume, the run lock and errors"): every file is written
+atomically except the two JSONL logs, which are appended and, on resume, cut back to the
+checkpoint's step (a torn last line dropped with a warning).  A checkpoint writes ``step_N.pt``
+before ``last.pt``, and a restore removes the step checkpoints newer than ``last.pt`` (and rebuilds
+its own if it is missing), so the averaged checkpoints are always those of an uninterrupted run.
+Nothing is appended after the final checkpoint; ``final.json`` is written last.
 
 The hot loop keeps the loss on the device; the host reads it only at log intervals, where it also
 checks that the loss is finite (a non-finite loss ends the run with status ``diverged``).
@@ -17,6 +25,7 @@ TID probe and other post-hoc tools, with ``normlab.train.load_run`` (``runs.py``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -34,22 +43,24 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import normlab
+from normlab.atomic import temporary_files
 from normlab.models import ModelOptions
 from normlab.norms import batch_stat_norms, batch_stats_inference, regularization_loss
 
 from . import checkpoint as ckpt
 from . import config as config_mod
+from . import fit
 from .batching import EpochStream, split_batches
+from .errors import OutputExistsError, RunStateError
 from .examples import TaskData
 from .families import get_family
+from .lock import LOCK_NAME, RunLock, lock_holder, locked_error
 from .objectives import evaluate, evaluates_with_batch_stats
 from .runtime import autocast_for, device_kind, pick_device
 from .schedules import learning_rate
 from .tasks import load_task
 
-
-class OutputExistsError(FileExistsError):
-    pass
+__all__ = ["OutputExistsError", "build_run_model", "train", "train_batches"]
 
 
 class Distributed:
@@ -102,7 +113,10 @@ class Distributed:
 def check_output_dir(out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not resume:
+    if out.is_dir() and not resume and any(p.name != LOCK_NAME for p in out.iterdir()):
+        holder = lock_holder(out)
+        if holder is not None:  # the more useful message: someone is writing it right now
+            raise locked_error(out, holder)
         raise OutputExistsError(
             f"output folder {out} already has files; "
             "pass --resume to continue that run, or choose a new --out"
@@ -110,14 +124,85 @@ def check_output_dir(out: Path, resume: bool) -> None:
 
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "tid.jsonl", "final.json")
+LOGS = ("metrics.jsonl", "tid.jsonl")  # the files a run appends to (all others are written atomically)
 
 
-def clear_run_folder(out: Path) -> None:
+def clear_run_folder(out: Path, why: str) -> None:
     """Remove what the engine writes into a run folder (and nothing else)."""
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    print(f"normlab train: {out} held a run of another config; cleared it and starting afresh", file=sys.stderr)
+    print(f"normlab train: {out} held {why}; cleared it and starting afresh", file=sys.stderr)
+
+
+def _afresh(out: Path) -> str:
+    return f"delete {out} to start the run afresh, or rerun with --restart-if-changed (which clears it)"
+
+
+def remove_temporary_files(out: Path) -> None:
+    """The halves of atomic writes a killed run left behind (we hold the lock: nobody is writing)."""
+    for folder in (out, out / "checkpoints"):
+        for tmp in temporary_files(folder):
+            tmp.unlink(missing_ok=True)
+
+
+def resume_state(cfg: dict, out: Path, restart_if_changed: bool, main: bool = True) -> tuple[dict | None, dict | None]:
+    """What ``--resume`` finds in ``out``: (final.json of a finished run, None), (None, the last.pt
+    state to continue from), or (None, None) to start afresh.  The config is compared first, so a
+    finished run of another config is not returned.  A folder of another config, or whose files are
+    damaged (a checkpoint that does not load, a log line that is not JSON), is refused (ConfigError,
+    RunStateError) or, with ``restart_if_changed``, cleared.  ``main``: this process writes the
+    folder (rank 0), and repairs it to the checkpoint's step (:func:`repair_to_checkpoint`)."""
+    if (out / "config.yaml").exists():
+        try:
+            previous = yaml.safe_load((out / "config.yaml").read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            previous = None
+        if config_mod.config_hash(previous) != config_mod.config_hash(cfg):
+            if not restart_if_changed:
+                raise config_mod.ConfigError(
+                    f"--resume: the config differs from the one {out} was started with ({out / 'config.yaml'}); "
+                    "resume with the same config, start a new --out, or pass --restart-if-changed"
+                )
+            clear_run_folder(out, "a run of another config")
+    try:
+        if (out / "final.json").exists():
+            try:
+                return json.loads((out / "final.json").read_text()), None
+            except ValueError:
+                raise RunStateError(
+                    f"{out / 'final.json'} is not valid JSON: the file is damaged; {_afresh(out)}"
+                ) from None
+        last = out / "checkpoints" / "last.pt"
+        if not last.exists():
+            return None, None
+        state = ckpt.load(last, "cpu", fix=_afresh(out))
+        if main:
+            repair_to_checkpoint(out, state)
+        return None, state
+    except RunStateError as err:
+        if not restart_if_changed:
+            raise
+        clear_run_folder(out, f"a run that cannot resume ({str(err).split('; ')[0]})")
+        return None, None
+
+
+def save_step_checkpoint(folder: Path, step: int, model_state: dict) -> None:
+    ckpt.save(folder / ckpt.STEP_CHECKPOINT.format(step), {"model": model_state, "step": step})
+
+
+def repair_to_checkpoint(out: Path, state: dict) -> None:
+    """Make ``out`` what an uninterrupted run had at the checkpoint's step: the logs cut back to it (a
+    torn last line dropped), no step checkpoint from beyond it, and its own (a folder written before
+    step_N.pt came first may lack it)."""
+    step, folder = state["step"], out / "checkpoints"
+    for name in LOGS:
+        ckpt.truncate_jsonl(out / name, step, _afresh(out))
+    for path in ckpt.step_checkpoints(folder):
+        if ckpt.step_of(path) > step:
+            path.unlink()
+    if not (folder / ckpt.STEP_CHECKPOINT.format(step)).exists():
+        save_step_checkpoint(folder, step, state["model"])
 
 
 def versions() -> dict:
@@ -172,33 +257,30 @@ def train(
     with files is an error unless ``resume``; resuming a finished run returns its ``final.json``.
     ``stop_at_step``: return after that step without a checkpoint or ``final.json``, exactly as if the
     process had been killed there (returns ``{"status": "interrupted", ...}``); for pre-emption tests.
-    ``restart_if_changed`` (with ``resume``): a folder started with a different config is cleared and
-    the run starts afresh instead of being refused (what a workflow wants when a cell's config changed).
+    ``restart_if_changed`` (with ``resume``): a folder started with a different config (finished or
+    not), or whose ``last.pt`` does not load, is cleared and the run starts afresh instead of being
+    refused (what a workflow wants when a cell's config changed).  The folder is locked for the whole
+    run (``OUT/.lock``): a second writer gets RunLockedError.
     """
     cfg = config_mod.load(config) if isinstance(config, str | Path) else config_mod.validate(config)
     out = Path(out_dir)
-    tcfg = cfg["train"]
     check_output_dir(out, resume)
-    if resume and (out / "final.json").exists():
-        return json.loads((out / "final.json").read_text())
-    if resume and (out / "config.yaml").exists():
-        previous = yaml.safe_load((out / "config.yaml").read_text())
-        if config_mod.config_hash(previous) != config_mod.config_hash(cfg) and restart_if_changed:
-            clear_run_folder(out)
-        elif config_mod.config_hash(previous) != config_mod.config_hash(cfg):
-            raise config_mod.ConfigError(
-                f"--resume: the config differs from the one {out} was started with ({out / 'config.yaml'}); "
-                "resume with the same config or start a new --out"
-            )
-    world = Distributed(device_kind(tcfg["device"]))
-    try:
-        return _Run(cfg, out, resume, task, world).run(stop_at_step)
-    finally:
-        world.close()
+    main = int(os.environ.get("RANK", "0")) == 0  # rank 0 writes every file (and holds the lock)
+    with RunLock(out) if main else contextlib.nullcontext():  # creates out: an unwritable one fails here
+        if main:
+            remove_temporary_files(out)
+        final, state = resume_state(cfg, out, restart_if_changed, main) if resume else (None, None)
+        if final is not None:
+            return final
+        world = Distributed(device_kind(cfg["train"]["device"]))
+        try:
+            return _Run(cfg, out, state, task, world).run(stop_at_step)
+        finally:
+            world.close()
 
 
 class _Run:
-    def __init__(self, cfg: dict, out: Path, resume: bool, task: TaskData | None, world: Distributed):
+    def __init__(self, cfg: dict, out: Path, state: dict | None, task: TaskData | None, world: Distributed):
         self.cfg, self.out, self.world = cfg, out, world
         self.tcfg, self.ocfg, self.ecfg = cfg["train"], cfg["optim"], cfg["eval"]
         self.seed = cfg["seed"]
@@ -217,6 +299,7 @@ class _Run:
             raise config_mod.ConfigError(
                 f"task: the config says {cfg['task']!r} but the data is {self.task.family!r}"
             )
+        fit.check_task(cfg, self.task)  # patch size and token budget, before anything is built
         self.family = get_family(self.task.family)
         self.model = build_run_model(cfg, self.task).to(self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
@@ -250,13 +333,14 @@ class _Run:
             ckpt.atomic_write(
                 out / "config.yaml", lambda f: f.write(yaml.safe_dump(self.cfg, sort_keys=True).encode())
             )
-        if resume and (self.ckpt_dir / "last.pt").exists():
-            self._restore(ckpt.load(self.ckpt_dir / "last.pt", self.device))
+        if state is not None:
+            self._restore(state)
             if world.main:
                 print(f"normlab train: resuming {out} from step {self.step}", file=sys.stderr, flush=True)
-        elif world.main:
-            for name in ("metrics.jsonl", "tid.jsonl"):
+        elif world.main:  # afresh: nothing of an earlier start may be appended to or averaged
+            for name in LOGS:
                 (out / name).unlink(missing_ok=True)
+            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
         world.barrier()
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -274,13 +358,12 @@ class _Run:
         }
 
     def _save(self) -> None:
+        """step_N.pt first, then last.pt: a kill between the two leaves last.pt at the previous
+        checkpoint, and resuming from it removes the newer step_N.pt (repair_to_checkpoint)."""
         state = self._state()  # every rank takes part in gathering the RNG states
         if self.world.main:
+            save_step_checkpoint(self.ckpt_dir, self.step, state["model"])
             ckpt.save(self.ckpt_dir / "last.pt", state)
-            ckpt.save(
-                self.ckpt_dir / ckpt.STEP_CHECKPOINT.format(self.step),
-                {"model": state["model"], "step": self.step},
-            )
             ckpt.prune_step_checkpoints(self.ckpt_dir, self.tcfg["average_last"])
         self.world.barrier()
 
@@ -289,10 +372,7 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed, self.tokens_seen = state["step"], state["elapsed"], state["tokens_seen"]
         self.stream.load_state_dict(state["stream"])
-        ckpt.set_rng_state(state["rng"][self.world.rank])
-        if self.world.main:
-            for name in ("metrics.jsonl", "tid.jsonl"):
-                ckpt.truncate_jsonl(self.out / name, self.step)
+        ckpt.set_rng_state(state["rng"][self.world.rank])  # the folder was repaired to this step (resume_state)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -437,9 +517,9 @@ class _Run:
             final.update(diverged_at_step=diverged_at, test=None, valid=None)
         else:
             self._save()
-            paths = ckpt.step_checkpoints(self.ckpt_dir)[-self.tcfg["average_last"] :]
+            paths = ckpt.step_checkpoints(self.ckpt_dir, self.step)[-self.tcfg["average_last"] :]
             if len(paths) > 1:
-                self.model.load_state_dict(ckpt.average_state_dicts(paths))
+                self.model.load_state_dict(ckpt.average_state_dicts(paths, _afresh(self.out)))
             final["averaged_checkpoints"] = [p.name for p in paths]
             decodes = self.family.decodes
             final["valid"] = self._evaluate_twice("valid", decode=decodes and self.ecfg["decode_valid"])

@@ -9,6 +9,8 @@ import contextlib
 
 import torch
 
+from .errors import ConfigError
+
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp32")
 PROGRESS = ("auto", "on", "off")  # auto: a tqdm bar on a terminal, one line per log interval otherwise
@@ -21,10 +23,14 @@ def device_kind(name: str) -> str:
 
 def pick_device(name: str, local_rank: int) -> torch.device:
     if name not in DEVICES:
-        raise ValueError(f"device {name!r} is not valid; valid values: {', '.join(DEVICES)}")
+        raise ConfigError(f"device {name!r} is not valid; valid values: {', '.join(DEVICES)}")
     if device_kind(name) == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but CUDA is not available; use 'auto' or 'cpu'")
+            raise ConfigError(
+                f"train.device is 'cuda' but this machine has no usable CUDA device (torch {torch.__version__}, "
+                f"{'a CPU-only build' if torch.version.cuda is None else 'CUDA ' + torch.version.cuda}); "
+                "set train.device: auto or cpu, or run where a GPU is"
+            )
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")

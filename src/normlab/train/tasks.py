@@ -9,12 +9,66 @@ a prepared dataset stay the data layer's (memory-mapped) arrays, chosen by index
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
-from .examples import SPLITS, TaskData
+from normlab.data import DataError
+
+from .errors import ConfigError
+from .examples import N_SPECIAL, SPLITS, TaskData
 from .families import SyntheticOptions, get_family
 
-NORMLAB_DATA_OPTIONS = ("cache", "max_examples", "max_eval_examples", "max_len", "length_range", "source_eos")
+
+class DatasetNotPreparedError(DataError, FileNotFoundError):
+    """A normlab dataset that is not prepared in the data cache the run config names."""
+
+
+_COUNT = {"type": "integer", "minimum": 1}
+_LIMIT = {"type": ["integer", "null"], "minimum": 1}
+
+# Every option of a prepared (normlab.data) dataset, with the JSON schema of its value; each family
+# takes those its class lists (``Family.data_options``).  The workflow schema's data_options come from here.
+NORMLAB_DATA_OPTIONS: dict[str, dict] = {
+    "cache": {"type": "string"},
+    "max_examples": _LIMIT,
+    "max_eval_examples": _LIMIT,
+    "max_len": _LIMIT,
+    "length_range": {"type": ["array", "null"], "items": _COUNT, "minItems": 2, "maxItems": 2},
+    "source_eos": {"type": ["boolean", "null"]},  # translation: end every source in EOS (fairseq); null: the data's
+}
+# The options of a synthetic task: its split sizes and the fields of SyntheticOptions.
+SYNTHETIC_DATA_OPTIONS: dict[str, dict] = {
+    **{f"n_{split}": _COUNT for split in SPLITS},
+    **{f.name: _COUNT for f in fields(SyntheticOptions)},
+    "vocab_size": {"type": "integer", "minimum": N_SPECIAL + 1},  # the reserved ids plus one regular id
+}
+
+
+def data_options(source: str, family: str) -> dict[str, dict]:
+    """The data.options a run of ``family`` from ``source`` accepts, with their value schemas."""
+    if source == "synthetic":
+        return SYNTHETIC_DATA_OPTIONS
+    accepted = get_family(family).data_options
+    return {name: value for name, value in NORMLAB_DATA_OPTIONS.items() if name in accepted}
+
+
+def check_data_options(source: str, family: str, options: dict) -> None:
+    """Names and order of ``data.options`` (their value types: the run-config schema); ConfigError."""
+    valid = data_options(source, family)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        what = "data.source 'synthetic'" if source == "synthetic" else f"task {family!r}"
+        raise ConfigError(f"data.options: unknown key(s) {', '.join(unknown)} for {what}; valid: {', '.join(valid)}")
+    span = options.get("length_range")
+    if isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span) and span[0] > span[1]:
+        raise ConfigError(f"data.options.length_range {span}: give [min, max] with min <= max")
+    if source == "synthetic":
+        low, high = (options.get(k, getattr(SyntheticOptions, k)) for k in ("min_len", "max_len"))
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            raise ConfigError(
+                f"data.options.min_len={low} is above data.options.max_len={high}: give min_len <= max_len"
+            )
 
 
 def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
@@ -33,42 +87,35 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
     says, true for the papers' translation datasets).  The family gets the options in ``info["options"]``.
     """
     from normlab import data
+    from normlab.data.selection import selected
 
-    unknown = sorted(set(options) - set(NORMLAB_DATA_OPTIONS))
-    if unknown:
-        raise ValueError(f"data.options: unknown key(s) {unknown}; valid: {', '.join(NORMLAB_DATA_OPTIONS)}")
+    check_data_options("normlab", family, options)
     kind = get_family(family)
-    cache, limit = options.get("cache"), options.get("max_examples")
+    cache = options.get("cache")
     try:
         splits = {split: data.load(name, split, cache) for split in SPLITS}
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"dataset {name!r} is not prepared ({err}); run `normlab prepare {name}`") from err
+    except FileNotFoundError:
+        root = data.cache_root(cache)
+        raise DatasetNotPreparedError(
+            f"dataset {name!r} is not prepared in the data cache {root} (data.options.cache): run "
+            f"`normlab prepare {name} --cache {root}`, or point data.options.cache at the cache that has it"
+        ) from None
     train = splits["train"]
     if train.family != family:
-        raise ValueError(f"dataset {name!r} is a {train.family!r} dataset, not {family!r}: set task.family to match")
-
-    length_range = options.get("length_range")
-    if length_range is not None and (kind.dataset_lengths(train) is None or len(length_range) != 2
-                                     or length_range[0] > length_range[1]):
-        raise ValueError(f"data.options.length_range {length_range!r}: give [min, max] tokens, min <= max, "
-                         "for a text dataset")
-
-    def chosen(split, split_name: str) -> np.ndarray:
-        """The examples used: those in length_range, then the first max_examples (eval: max_eval_examples)."""
-        index = np.arange(len(split))
-        if length_range is not None:
-            lengths = kind.dataset_lengths(split)
-            index = index[(lengths >= length_range[0]) & (lengths <= length_range[1])]
-        limits = [limit] + ([options.get("max_eval_examples")] if split_name != "train" else [])
-        return index[: min([len(index)] + [int(x) for x in limits if x is not None])]
+        raise ConfigError(
+            f"task: {family!r}, but dataset {name!r} is a {train.family!r} dataset: set task: {train.family}"
+        )
 
     examples: dict[str, object] = {}
     used: dict[str, int] = {}
     for split_name, split in splits.items():
-        index = chosen(split, split_name)
+        index = selected(split, split_name, options)
         used[split_name] = len(index)
         if len(index) == 0:
-            raise ValueError(f"dataset {name!r}: no {split_name} examples left with data.options {options}")
+            raise ConfigError(
+                f"dataset {name!r}: no {split_name} examples left with data.options {options}; widen "
+                "data.options.length_range or raise the example limits"
+            )
         examples[split_name] = kind.select(split, index, options.get("max_len"))
     return kind.task_data(train, examples, {"dataset": name, "examples": used, "options": dict(options)})
 

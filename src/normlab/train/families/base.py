@@ -73,13 +73,10 @@ class Family(ABC):
     model_class: ClassVar[type[nn.Module]]
     score: ClassVar[str] = "accuracy"  # a key of SCORES
     decodes: ClassVar[bool] = False  # has a decoding evaluation (the engine runs it on test)
+    # the data.options of a prepared dataset of this family (their values: normlab.train.tasks.NORMLAB_DATA_OPTIONS)
+    data_options: ClassVar[tuple[str, ...]] = ("cache", "max_examples", "max_eval_examples")
 
     # --- data ---------------------------------------------------------------------------------------
-
-    def dataset_lengths(self, split) -> np.ndarray | None:
-        """The length of every example of a prepared ``normlab.data`` split that
-        ``data.options.length_range`` selects on; None where the family has no lengths."""
-        return None
 
     def select(self, split, index: np.ndarray, max_len: int | None) -> object:
         """The stored form of the examples ``index`` of a prepared ``normlab.data`` split
@@ -99,6 +96,17 @@ class Family(ABC):
     def lengths(self, examples) -> np.ndarray:
         """The padded length every example of a stored split occupies (for token-budget batching)."""
         raise NotImplementedError(f"family {self.name!r} has no lengths; override index_batches")
+
+    def longest(self, examples) -> int | None:
+        """The padded length of a stored split's longest example (what a token budget must hold); None
+        for a family not batched by tokens."""
+        return None
+
+    def longest_prepared(self, longest: dict[str, int], max_len: int | None) -> int | None:
+        """:meth:`longest` of examples selected from a prepared split, from the longest stored sequence of
+        each of its fields (``longest``: field -> tokens, as the data card gives them) and
+        ``data.options.max_len``."""
+        return None
 
     def index_batches(
         self, examples, split: str, max_tokens: int, batch_size: int, seed: int, max_sentences: int | None
@@ -155,8 +163,7 @@ class Family(ABC):
 class TextFamily(Family):
     """A family whose inputs are token sequences with a pad mask, batched by a token budget."""
 
-    def dataset_lengths(self, split) -> np.ndarray:
-        return np.asarray(split.tokens.lengths)
+    data_options = (*Family.data_options, "length_range")
 
     def task_data(self, train, splits: dict[str, object], info: dict) -> TaskData:
         eos = train.eos_id if train.eos_id is not None else EOS
@@ -181,6 +188,13 @@ class TextFamily(Family):
     def lengths(self, examples) -> np.ndarray:
         """The lengths of the field ``tokens`` (families whose inputs are their only sequences)."""
         return examples.fields["tokens"].lengths
+
+    def longest(self, examples) -> int:
+        lengths = self.lengths(examples)
+        return int(lengths.max()) if len(lengths) else 0
+
+    def longest_prepared(self, longest: dict[str, int], max_len: int | None) -> int:
+        return min(longest["tokens"], max_len or longest["tokens"])  # select cuts to max_len
 
     @staticmethod
     def padded_tokens(examples, indices: np.ndarray, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -17,6 +17,7 @@ from .base import SyntheticOptions, TextFamily
 class Classification(TextFamily):
     name = "classification"
     model_class = SequenceClassifier
+    data_options = (*TextFamily.data_options, "max_len")
 
     def select(self, split, index: np.ndarray, max_len: int | None) -> Examples:
         return Examples(tokens=Sequences.select(split.tokens, index, max_len=max_len),

@@ -20,9 +20,7 @@ class LanguageModeling(TextFamily):
     name = "lm"
     model_class = CausalLM
     score = "ppl"
-
-    def dataset_lengths(self, split) -> np.ndarray:
-        return np.asarray(split.tokens.lengths) - 1  # without the stored <eos>
+    data_options = (*TextFamily.data_options, "max_len")
 
     def select(self, split, index: np.ndarray, max_len: int | None) -> Sequences:
         return Sequences.select(split.tokens, index, drop_last=1, max_len=max_len)
@@ -38,6 +36,10 @@ class LanguageModeling(TextFamily):
 
     def lengths(self, examples: Sequences) -> np.ndarray:
         return examples.lengths + 1
+
+    def longest_prepared(self, longest: dict[str, int], max_len: int | None) -> int:
+        stored = longest["tokens"] - 1  # select drops the stored <eos>, then cuts to max_len; BOS/EOS add one
+        return min(stored, max_len or stored) + 1
 
     def collate(self, task: TaskData, split: str, indices: np.ndarray) -> Batch:
         sentences = task.splits[split]

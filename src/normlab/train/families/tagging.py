@@ -24,6 +24,7 @@ SYNTHETIC_TAGS = ["O", "B-ENT", "I-ENT"]
 class Tagging(TextFamily):
     name = "tagging"
     model_class = SequenceTagger
+    data_options = (*TextFamily.data_options, "max_len")
 
     def select(self, split, index: np.ndarray, max_len: int | None) -> Examples:
         return Examples(tokens=Sequences.select(split.tokens, index, max_len=max_len),

@@ -80,6 +80,7 @@ class TranslationExamples(Examples):
 
 class Translation(TextFamily):
     name = "translation"
+    data_options = (*TextFamily.data_options, "source_eos")
     model_class = TranslationTransformer
     score = "ppl"
     decodes = True
@@ -119,6 +120,9 @@ class Translation(TextFamily):
         source, target = examples.fields["source"], examples.fields["target"]
         # the source may end in EOS; the target gets BOS (input) / EOS (output)
         return np.maximum(source.lengths + _source_eos(examples), target.lengths + 1)
+
+    def longest_prepared(self, longest: dict[str, int], max_len: int | None) -> int:
+        return max(longest["tokens"], longest["target"] + 1)  # as lengths; max_len does not apply
 
     def collate(self, task: TaskData, split: str, indices: np.ndarray) -> Batch:
         examples = task.splits[split]
