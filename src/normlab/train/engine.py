@@ -218,6 +218,7 @@ class _Run:
                 f"task: the config says {cfg['task']!r} but the data is {self.task.family!r}"
             )
         self.family = get_family(self.task.family)
+        self.task = self.family.for_run(self.task, cfg)  # what the run config adds to the data
         self.model = build_run_model(cfg, self.task).to(self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.wrapped = self.model

@@ -44,8 +44,9 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"dataset {name!r} is not prepared ({err}); run `normlab prepare {name}`") from err
     train = splits["train"]
-    if train.family != family:
-        raise ValueError(f"dataset {name!r} is a {train.family!r} dataset, not {family!r}: set task.family to match")
+    if train.family not in kind.reads():
+        raise ValueError(f"dataset {name!r} is a {train.family!r} dataset, not {' or '.join(map(repr, kind.reads()))}: "
+                         "set task to match")
 
     length_range = options.get("length_range")
     if length_range is not None and (kind.dataset_lengths(train) is None or len(length_range) != 2
