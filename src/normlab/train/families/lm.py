@@ -20,6 +20,7 @@ class LanguageModeling(TextFamily):
     name = "lm"
     model_class = CausalLM
     score = "ppl"
+    data_families = ("lm", "lm_stream")  # PTB and WikiText-103 per sentence too
 
     def dataset_lengths(self, split) -> np.ndarray:
         return np.asarray(split.tokens.lengths) - 1  # without the stored <eos>
