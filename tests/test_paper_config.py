@@ -298,7 +298,6 @@ def test_the_lm_and_ner_cells_build_transformer_xl_and_the_crf_tagger_with_the_b
         assert run["task"] == "tagging" and run["model"]["crf"] and run["optim"]["label_smoothing"] == 0
         cfg = dict(run, model=dict(run["model"], **shrink, n_heads=2))
         task = synthetic_task("tagging", n_train=16, n_valid=4, n_test=4)
-        task.info["unk_id"] = 1  # word dropout's <unk> (the synthetic vocabulary has none)
         family = get_family("tagging")
         task = family.for_run(task, cfg)
         model = family.build_model(ModelOptions(**cfg["model"]), task)

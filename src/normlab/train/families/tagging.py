@@ -37,7 +37,7 @@ from normlab.models import SequenceTagger
 from normlab.models.crf import convert_iob2
 from normlab.models.crf_tagger import CHAR_UNK, CRFOptions, CRFTagger
 
-from ..examples import N_SPECIAL, Batch, Examples, Sequences, TaskData
+from ..examples import BOS, N_SPECIAL, Batch, Examples, Sequences, TaskData
 from .base import SyntheticOptions, TextFamily, token_targets
 
 IOB2_NAME = re.compile(r"^(O|[BI]-.+)$")
@@ -95,8 +95,9 @@ class Tagging(TextFamily):
                               chars=TokenChars(codes, offsets))
 
     def synthetic_task_data(self, splits: dict[str, object], options: SyntheticOptions) -> TaskData:
+        # BOS, a reserved id no synthetic token has, stands for <unk> (word dropout)
         return TaskData(self.name, splits, vocab_size=options.vocab_size, label_names=list(SYNTHETIC_TAGS),
-                        tag_scheme="iob2", info={"unk_id": None})
+                        tag_scheme="iob2", info={"unk_id": BOS})
 
     # --- the run: a CRF's tags and characters ------------------------------------------------------
 
