@@ -21,6 +21,10 @@ Xavier with zero bias), ``rbn_fork`` (``fairseq``, except that the feed-forward 
 :meth:`ModelOptions.studied_stack` builds, the translation encoder, keep PyTorch's default, as the
 RBN authors' IWSLT14 scripts pass ``--encoder-fc1/2 nnlinear``).
 
+``xl`` (the Transformer-XL options of task ``lm_stream``, ``XLConfig`` fields), ``crf`` and
+``crf_options`` (task ``tagging``'s CRF tagger, ``CRFOptions`` fields) are read by one family each
+(``FAMILY_MODEL_OPTIONS``); the run config checks them with that family.
+
 The options reach ``normlab.norms.build_norm`` as they are: defaults that depend on the run
 (PowerNorm's groups and warm-up) are filled in by the run config (``normlab.train.config``).
 
