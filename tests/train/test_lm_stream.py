@@ -195,3 +195,14 @@ def test_the_tid_probe_runs_on_a_stream_run(tmp_path):
     assert summary["tokens_per_batch"] == summary["sentence_tokens_per_batch"] == 64  # 8 segments of 8
     rows = [json.loads(line) for line in (tmp_path / "probe" / "tid_decomposition.jsonl").read_text().splitlines()]
     assert {r["module"] for r in rows} == {f"decoder.layers.{i}.{n}" for i in (0, 1) for n in ("attn_norm", "ffn_norm")}
+
+
+def test_a_validation_pass_mid_epoch_leaves_the_training_memory_alone(tmp_path):
+    """As the scripts' evaluate(): its own memory, so training goes on exactly as without it."""
+    plain = stream_config(train={"max_steps": 30, "batch_size": 8, "log_every": 10})
+    with_valid = stream_config(train={"max_steps": 30, "batch_size": 8, "log_every": 10, "eval_every": 10})
+    train(plain, tmp_path / "plain")
+    train(with_valid, tmp_path / "valid")
+    assert train_losses(tmp_path / "plain") == train_losses(tmp_path / "valid")
+    records = [json.loads(line) for line in (tmp_path / "valid" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "valid"] == [10, 20, 30]
