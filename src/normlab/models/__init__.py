@@ -1,4 +1,4 @@
-"""Minimal Transformer models for the five task families, all built from one block (``blocks.py``).
+"""Minimal Transformer models for the task families, built from one block (``blocks.py``; Transformer-XL its own).
 
 =================  ===========================  =============================================
 family             class                        inputs -> output
