@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from normlab.norms import NORMS
@@ -52,3 +53,38 @@ def test_bn_candidates_agree_with_bn_and_print_both_tables():
     assert r.returncode == 0, r.stderr[-3000:]  # the candidates' outputs and gradients are checked first
     rows = re.findall(r"^\| (.+?) \| ([0-9.]+) \|$", r.stdout, flags=re.M)
     assert len(rows) == 7 + 5 and rows[0] == ("ln", "1.00") and rows[7] == ("ln", "1.000"), r.stdout
+
+
+def _paper_gpu_hours():
+    spec = importlib.util.spec_from_file_location("paper_gpu_hours", ROOT / "benchmarks" / "paper_gpu_hours.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_hour_rescaling_carries_the_measurement_over_to_the_lm_and_ner_models(monkeypatch):
+    pgh = _paper_gpu_hours()
+    monkeypatch.chdir(ROOT)
+    rows = {r["dataset"]: r for r in pgh.rescale(ROOT / "config" / "paper.yaml")[0]}
+    for name, row in rows.items():  # models that did not change keep their measured step time
+        if not row["changed"]:
+            assert row["flop_ratio"] == pytest.approx(1.0) and row["ms"] == row["measured_ms"], name
+    assert {n for n, r in rows.items() if r["changed"]} == {"ptb", "wikitext103", "conll2003", "resume"}
+    assert rows["wikitext103"]["flop_ratio"] < 0.5  # the adaptive softmax replaces most of a 267k-way softmax
+    assert rows["resume"]["ms"] > rows["resume"]["measured_ms"]  # the CRF's sequential loop costs time
+    shares = pgh.zipf_shares(267_735, [0, 20_000, 40_000, 200_000, 267_735])
+    assert sum(shares) == pytest.approx(1.0) and shares[0] > 0.75
+    assert pgh.output_flops(16, 100, {}) == 2 * 16 * 100
+    # --measure's stand-in for a stream LM: Zipf-distributed ids, cut as the run cuts it
+    from normlab.train import validate
+    from normlab.train.families import get_family
+
+    schema = ROOT / "workflows/schemas/config.schema.yaml"
+    _, cells, runs = pgh.workflow.load_file(ROOT / "config" / "paper.yaml", schema)
+    run = validate(runs["ptb/post/ln/seed1"])
+    task = get_family("lm_stream").for_run(pgh.synthetic_like("ptb", run), run)
+    ids = task.splits["train"].ids
+    assert task.splits["train"].n_segments == 4 and ids.max() < 10_000 and np.mean(ids < 100) > 0.4
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_gpu_hours.py"), "--rescale"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0 and "ESTIMATE" in out.stdout and "| wikitext103 | 200,000 | 163.8 |" in out.stdout

@@ -105,8 +105,10 @@ IWSLT14_TARGETS = 3586.8  # target tokens per 4096-token update in the RBN autho
 PUBLISHED = {"post": {"penalty_mean": 60, "penalty_var": 0}, "pre": {"penalty_mean": 0.1, "penalty_var": 0.01}}
 TARGETS_PER_BATCH = {
     "wmt16_en_de": IWSLT14_TARGETS * 8192 / 4096,  # token budgets: the IWSLT14 fill
-    "ptb": IWSLT14_TARGETS * 3840 / 4096,
-    "wikitext103": IWSLT14_TARGETS * 9000 / 4096,
+    "ptb": 120 * 32,  # the stream: rows x tgt_len target tokens, nothing padded
+    "wikitext103": 60 * 150,
+    # the CRF's loss, a mean of sentence NLLs, is 1/16 of a sum of token-sized terms: the penalty divided
+    # by the 16 sentences then weighs as much against it as against a per-token loss over these tokens
     "conll2003": 16 * 14.5,  # 16 sentences x mean tokens (203,621 / 14,041)
     "resume": 16 * 32.5,  # 16 sentences x mean characters (124.1k / 3,821)
     "imdb": 64, "yelp_polarity": 64, "dbpedia": 64,  # sentences
@@ -246,3 +248,60 @@ def test_bad_variants_are_refused_naming_the_entry(edit, message):
     with pytest.raises(WorkflowConfigError) as err:
         load(merge(raw, {}), SCHEMA)
     assert message in str(err.value)
+
+
+def test_the_lm_and_ner_cells_build_transformer_xl_and_the_crf_tagger_with_the_base_settings(paper):
+    """Every PTB/WikiText-103 cell is the Transformer-XL stream family, every CoNLL-2003/RESUME cell the
+    CRF tagger, with the base scripts' settings; built at a small width (the options are what is checked)."""
+    import numpy as np
+
+    from normlab.models.crf_tagger import CRFTagger
+    from normlab.models.transformer_xl import StreamingTransformerXL
+    from normlab.train import synthetic_task
+    from normlab.train.batching import collate, split_batches
+    from normlab.train.examples import TaskData
+    from normlab.train.families import get_family
+    from normlab.train.families.lm_stream import TokenStream
+
+    _, cell_list, runs = paper
+    shrink = dict(d_model=20, d_ff=32, n_layers=2)
+    for dataset, vocab, heads, rows, seg in (("ptb", 10_000, (1, 40), 120, 32),
+                                             ("wikitext103", 267_735, (10, 41), 60, 150)):
+        cells = [c for c in cell_list if c.dataset == dataset]
+        assert {runs[c.run_id]["task"] for c in cells} == {"lm_stream"}
+        run = runs[f"{dataset}/post/bn/seed1"]
+        optim = run["optim"]
+        assert (optim["lr"], optim["betas"], optim["weight_decay"], optim["clip_norm"], optim["warmup_steps"],
+                optim["schedule"], optim["min_lr"]) == (2.5e-4, [0.9, 0.999], 0.0, 0.25, 0, "cosine", 0.0)
+        family = get_family("lm_stream")
+        stream = TokenStream(np.arange(rows * (seg + 1) + 7) % vocab)
+        task = TaskData("lm_stream", {"train": stream, "valid": stream, "test": stream}, vocab_size=vocab)
+        task = family.for_run(task, run)
+        assert collate(task, "train", split_batches(task, "train", 0, 0, 0)[0]).tensors["tokens"].shape == (rows, seg)
+        assert collate(task, "test", split_batches(task, "test", 0, 0, 0)[0]).tensors["tokens"].shape == (10, seg)
+        for placement in ("post", "pre"):
+            cell = runs[f"{dataset}/{placement}/rbn/seed1"]
+            torch.manual_seed(0)
+            model = family.build_model(ModelOptions(**dict(cell["model"], **shrink)), task)
+            assert isinstance(model, StreamingTransformerXL) and tuple(model.u.shape) == heads
+            assert model.xl.mem_len == seg and model.xl.evaluation_lengths() == (seg, seg)
+            built = {n: type(m) for n, m in model.named_modules() if n.endswith("norm")}
+            assert {v for k, v in built.items() if "layers" in k} == {NORMS["rbn"]}
+            assert len(built) == 4 + (placement == "pre")
+            if placement == "pre":  # Transformer-XL's pre_lnorm has no final norm
+                assert built["decoder.final_norm"] is NORMS["none"]
+        expected_bounds = [0, 20000, 40000, 200000, vocab] if dataset == "wikitext103" else [0, vocab]
+        assert model.embed.bounds == expected_bounds and not model.embed.projections  # div_val 1
+
+    for dataset, chars in (("conll2003", True), ("resume", False)):
+        run = runs[f"{dataset}/post/bn/seed1"]
+        assert run["task"] == "tagging" and run["model"]["crf"] and run["optim"]["label_smoothing"] == 0
+        cfg = dict(run, model=dict(run["model"], **shrink, n_heads=2))
+        task = synthetic_task("tagging", n_train=16, n_valid=4, n_test=4)
+        family = get_family("tagging")
+        task = family.for_run(task, cfg)
+        model = family.build_model(ModelOptions(**cfg["model"]), task)
+        assert isinstance(model, CRFTagger) and (model.chars is not None) == chars
+        assert task.tag_scheme == "bioes" and task.label_names == ["O", "B-ENT", "I-ENT", "S-ENT", "E-ENT"]
+        assert model.fc_drop.p == 0.4 and model.word_dropout == (0.02 if chars else 0.01)
+        assert collate(task, "train", np.arange(5)).n_targets == 5  # RBN's penalty: per sentence

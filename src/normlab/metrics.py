@@ -57,12 +57,16 @@ def perplexity(nll_sum: float, n_tokens: int) -> float:
     return math.exp(mean) if mean < 700 else float("inf")
 
 
-def entity_f1(true_tags: list[list[str]], pred_tags: list[list[str]]) -> float:
-    """Entity-level F1, seqeval strict mode with the IOB2 scheme (CoNLL-style)."""
+def entity_f1(true_tags: list[list[str]], pred_tags: list[list[str]], scheme: str = "iob2") -> float:
+    """Entity-level F1, seqeval strict mode in the tags' scheme: ``iob2`` (CoNLL-style) or ``bioes``
+    (seqeval's IOBES)."""
     from seqeval.metrics import f1_score  # pulls in scikit-learn: only the tagging jobs pay for it
-    from seqeval.scheme import IOB2
+    from seqeval.scheme import IOB2, IOBES
 
-    return float(f1_score(true_tags, pred_tags, mode="strict", scheme=IOB2))
+    schemes = {"iob2": IOB2, "bioes": IOBES}
+    if scheme not in schemes:
+        raise ValueError(f"entity F1 scores the schemes {', '.join(schemes)}; got {scheme!r}")
+    return float(f1_score(true_tags, pred_tags, mode="strict", scheme=schemes[scheme]))
 
 
 # The direction of every metric the engine reports (final.json, metrics.jsonl); the analysis orients

@@ -193,7 +193,32 @@ def test_wmt16_layout(tmp_path):
 def test_ptb_and_wikitext_layouts(tmp_path):
     assert lm_paper.parse_ptb(LAYOUTS["ptb"](tmp_path / "ptb")).splits["valid"] == [["the", "valid", "<unk>", "N"]]
     parsed = lm_paper.parse_wikitext103(LAYOUTS["wikitext103"](tmp_path / "wt"))
-    assert parsed.splits["test"] == [["=", "Valkyria", "="], ["Senjō", "no", "test", "@-@", "3"]]
+    # blank lines stay, each a lone <eos> of the stream, as the Transformer-XL scripts read the file
+    assert parsed.splits["test"] == [[], ["=", "Valkyria", "="], [], ["Senjō", "no", "test", "@-@", "3"]]
+
+
+def test_the_paper_lm_vocabulary_is_ordered_as_the_transformer_xl_scripts_order_it():
+    """<eos> first, then by falling count over the counted splits with ties in order of first appearance
+    (Counter.most_common, as the scripts' Vocab.build_vocab), <unk> where its count puts it, <pad> last."""
+    from collections import Counter
+
+    from normlab.data.build import Parsed, build_lm_stream
+
+    splits = {"train": [["b", "a", "<unk>"], [], ["c", "a", "b", "d"]], "valid": [["d", "d", "e"]],
+              "test": [["e", "f"]]}
+    meta, _, arrays, tok = build_lm_stream(Parsed(splits), {"count_splits": ("train", "valid", "test")})
+    counts = Counter(w for split in ("train", "valid", "test") for s in splits[split] for w in s)
+    expected = ["<eos>", *(w for w, _ in counts.most_common()), "<pad>"]
+    assert expected[:4] == ["<eos>", "d", "b", "a"]  # d 3 times; b and a tie at 2, b seen first
+    assert [tok.id_to_token(i) for i in range(tok.get_vocab_size())] == expected
+    assert meta["family"] == "lm_stream" and meta["eos_id"] == 0 and meta["pad_id"] == len(expected) - 1
+    assert meta["unk_id"] == expected.index("<unk>")
+    ids = {w: expected.index(w) for w in expected}
+    assert arrays["train"]["tokens"].tolist() == [ids[w] for w in ["b", "a", "<unk>", "<eos>", "<eos>",
+                                                                    "c", "a", "b", "d", "<eos>"]]
+    meta, _, _, tok = build_lm_stream(Parsed(splits), {"count_splits": ("train",)})  # WikiText-103 counts train
+    assert [tok.id_to_token(i) for i in range(4)] == ["<eos>", "b", "a", "<unk>"]  # valid's d counts no more
+    assert tok.encode(["zzz"], is_pretokenized=True, add_special_tokens=False).ids == [meta["unk_id"]]
 
 
 def test_conll2003_and_resume_layouts(tmp_path):

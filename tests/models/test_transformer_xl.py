@@ -388,3 +388,47 @@ def test_full_softmax_is_tied_to_the_embedding_and_log_probs_are_normalised():
     h, _ = model.hidden_states(tokens())
     want = F.log_softmax(h @ model.embed.tables[0].weight.T + model.out.bias, -1)
     torch.testing.assert_close(lp, want)
+
+
+@pytest.mark.parametrize("n_step", [95, 100, 101, 109])
+def test_full_segments_only_is_the_scripts_fixed_length_iterator(n_step):
+    """``tail=False`` yields the segments of ``range(0, n_step - tgt_len, tgt_len)`` (LMOrderedIterator's
+    get_fixlen_iter), each full; the default adds the last, shorter one."""
+    stream = torch.arange(3 * n_step + 2)
+    full = list(stream_segments(stream, 3, 10, tail=False))
+    assert [s[0].shape for s in full] == [(3, 10)] * len(range(0, n_step - 10, 10))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(full, stream_segments(stream, 3, 10), strict=False))
+    with pytest.raises(ValueError, match="too short for batch_size=3 and full segments of 40"):
+        list(stream_segments(torch.arange(90), 3, 40, tail=False))
+
+
+def test_the_streaming_model_keeps_its_memory_in_its_state_dict_at_one_shape(tmp_path):
+    """A memory shorter than mem_len (the first segments of an epoch) is stored left-padded, so step
+    checkpoints can be averaged; loading it gives back exactly the memory that was kept."""
+    from normlab.models.transformer_xl import StreamingTransformerXL
+    from normlab.train.checkpoint import average_state_dicts
+
+    torch.manual_seed(0)
+    opts = ModelOptions(**TINY, norm="bn")
+    model = StreamingTransformerXL(opts, VOCAB, {"mem_len": 8})
+    fresh = StreamingTransformerXL(opts, VOCAB, {"mem_len": 8})
+    ids = torch.arange(3)  # segment 0 of 3 rows
+    _, memory = model(tokens(3, 5), tokens(3, 5, seed=2), model.carried_memory(ids))
+    model.carry(memory, ids)
+    state = model.state_dict()
+    assert state["carried_states"].shape == (2, 3, 8, 16) and state["carried_position"].tolist() == [3, 3, 5]
+    assert not state["carried_states"][:, :, :3].any()  # the padding
+    fresh.load_state_dict(state)  # strict: the memory is not a registered buffer
+    kept = fresh.carried_memory(torch.arange(3, 6))
+    assert all(torch.equal(a, b) for a, b in zip(kept.states, memory.states, strict=True))
+    assert "carried_states" not in dict(fresh.named_buffers())
+    with pytest.raises(ValueError, match="no memory for the segments starting at id 9"):
+        fresh.carried_memory(torch.arange(9, 12))
+    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    for path, m in zip(paths, (model, fresh), strict=True):
+        torch.save({"model": m.state_dict()}, path)
+    averaged = average_state_dicts(paths)
+    assert averaged["carried_states"].shape == (2, 3, 8, 16)
+    empty = StreamingTransformerXL(opts, VOCAB, {"mem_len": 8})
+    empty.load_state_dict(StreamingTransformerXL(opts, VOCAB, {"mem_len": 8}).state_dict())
+    assert empty.carried_memory(torch.arange(3)) is None  # segment 0 needs none

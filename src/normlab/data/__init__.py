@@ -18,13 +18,15 @@ Python API (what the training engine calls)
     valid = load("bible_es_en", "valid", cache="/scratch/normlab_data")
 
 `load(name, split="train", cache=None, *, mmap=True, verify=False) -> DatasetSplit` with fields
-    family        "image" | "translation" | "lm" | "tagging" | "classification"
+    family        "image" | "translation" | "lm" | "lm_stream" | "tagging" | "classification"
     tokens        TokenSequences: flat int32 `ids` + int64 `offsets` (n+1); `tokens[i]` is sequence i,
                   `tokens.lengths` (n,), `len(tokens)`
-                  translation: the source side; lm: sentences each ending in <eos> (`tokens.ids` is
-                  the running stream for BPTT); tagging / classification: the words
+                  translation: the source side; lm, lm_stream: sentences each ending in <eos>
+                  (`tokens.ids` is the running stream for BPTT); tagging / classification: the words
     target        TokenSequences, translation target side (same shared vocabulary as the source)
     tags          TokenSequences of label ids aligned with `tokens` (tagging)
+    chars         TokenSequences of every token's characters (code points; offsets per token),
+                  for datasets prepared with them (conll2003, wnut16), else None
     labels        (N,) int64 (classification, image)
     images        (N, H, W) or (N, H, W, C) uint8 (image)
     vocab_size, pad_id, unk_id, bos_id, eos_id   special ids (bos/eos None where unused)

@@ -174,6 +174,28 @@ def build_lm(parsed: Parsed, opts: dict):
         vocab_size=opts.get("vocab_size"),
         min_frequency=opts.get("min_frequency", 1),
     )
+    return _lm_arrays(parsed, tok, "lm")
+
+
+def build_lm_stream(parsed: Parsed, opts: dict):
+    """LM data read as one stream (PTB, WikiText-103 as the Transformer-XL scripts read them), with the
+    scripts' vocabulary: ``<eos>`` first, then every word by falling count (ties in order of first
+    appearance, as ``Counter.most_common``) over the splits ``opts["count_splits"]`` (the scripts count
+    PTB's three files, WikiText-103's training file), ``<unk>`` where its count puts it (both corpora
+    have it in the text) and ``<pad>`` last, where the adaptive softmax's last cluster holds it
+    unused (the stream family leaves it out of the model's vocabulary)."""
+    counts: Counter = Counter()
+    for split in opts.get("count_splits", ("train",)):
+        for sentence in parsed.splits[split]:
+            counts.update(sentence)
+    symbols = [T.EOS, *(w for w, _ in counts.most_common() if w not in (T.EOS, T.PAD))]
+    if T.UNK not in counts:
+        symbols.append(T.UNK)
+    tok = T.word_level_from_symbols([*symbols, T.PAD])
+    return _lm_arrays(parsed, tok, "lm_stream")
+
+
+def _lm_arrays(parsed: Parsed, tok, family: str):
     vocab = tok.get_vocab()
     unk, eos = vocab[T.UNK], vocab[T.EOS]
     arrays, stats = {}, {}
@@ -187,13 +209,22 @@ def build_lm(parsed: Parsed, opts: dict):
             "oov_rate": _unk_rate(ids, unk, exclude=eos),
         }
     meta = {
-        "family": "lm",
+        "family": family,
         "vocab_size": tok.get_vocab_size(),
         "pad_id": vocab[T.PAD],
         "unk_id": unk,
         "eos_id": eos,
     }
     return meta, stats, arrays, tok
+
+
+def _token_chars(sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """The characters of every token, flat (int32 Unicode code points), and int64 offsets (tokens + 1)."""
+    words = [w for sentence in sentences for w in sentence]
+    offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum([len(w) for w in words], out=offsets[1:])
+    codes = np.fromiter((ord(c) for w in words for c in w), dtype=np.int32, count=int(offsets[-1]))
+    return codes, offsets
 
 
 def build_tagging(parsed: Parsed, opts: dict):
@@ -221,6 +252,8 @@ def build_tagging(parsed: Parsed, opts: dict):
         if tags.size != ids.size:  # a token the pre-tokenizer split further would misalign tags
             raise ValueError(f"{split}: {ids.size} token ids but {tags.size} tags")
         arrays[split] = {"tokens": ids, "offsets": off, "tags": tags}
+        if opts.get("chars"):  # for a character CNN (normlab.models.crf_tagger), OOV words included
+            arrays[split]["chars"], arrays[split]["char_offsets"] = _token_chars([toks for toks, _ in sentences])
         stats[split] = {
             "sentences": len(sentences),
             "tokens": int(ids.size),
@@ -278,6 +311,7 @@ BUILDERS = {
     "image": build_image,
     "translation": build_translation,
     "lm": build_lm,
+    "lm_stream": build_lm_stream,
     "tagging": build_tagging,
     "classification": build_classification,
 }

@@ -25,7 +25,7 @@ SEQ_SPLIT = f"80/10/10 by a seeded permutation (seed {SPLIT_SEED})"
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    family: str  # image | translation | lm | tagging | classification
+    family: str  # image | translation | lm | lm_stream | tagging | classification
     title: str
     artifacts: tuple[Artifact, ...]
     parse: Callable[[dict[str, Path]], Parsed]

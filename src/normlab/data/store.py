@@ -15,6 +15,8 @@ Layout of `CACHE/prepared/NAME/`:
         reference_text.npy, reference_offsets.npy  Moses-tokenised translation data: the untokenised
                                       target of each pair (UTF-8 bytes + offsets), for sacreBLEU
         tags.npy                      int16 label id per token (sequence labelling), aligned with tokens
+        chars.npy, char_offsets.npy   int32 Unicode code points of every token + int64 offsets (tokens+1),
+                                      for a character CNN (sequence labelling datasets that keep them)
         labels.npy                    int64 label per example (classification, images)
         images.npy                    uint8 (N, H, W) or (N, H, W, C)
 """
@@ -66,8 +68,11 @@ class DatasetSplit:
     image:          images (N,H,W[,C]) uint8, labels (N,) int64
     translation:    tokens (source), target (TokenSequences), tokenizer shared by both sides;
                     references (UTF-8 bytes of the untokenised targets) for Moses-tokenised data
-    lm:             tokens (one sequence per sentence, each ending in <eos>; `tokens.ids` is the stream)
-    tagging:        tokens, tags (TokenSequences of label ids, same offsets as tokens)
+    lm, lm_stream:  tokens (one sequence per sentence, each ending in <eos>; `tokens.ids` is the stream;
+                    lm_stream: the Transformer-XL scripts' vocabulary order, <eos> first, <pad> last)
+    tagging:        tokens, tags (TokenSequences of label ids, same offsets as tokens); chars (the
+                    characters of token p are `chars.ids[chars.offsets[p]:chars.offsets[p+1]]`,
+                    code points) where the dataset keeps them
     classification: tokens, labels (N,) int64
     """
 
@@ -83,6 +88,7 @@ class DatasetSplit:
     tokens: TokenSequences | None = None
     target: TokenSequences | None = None
     tags: TokenSequences | None = None
+    chars: TokenSequences | None = None
     labels: np.ndarray | None = None
     images: np.ndarray | None = None
     tokenizer: Tokenizer | None = None
@@ -259,6 +265,7 @@ def load_split(folder: Path, name: str, split: str, *, mmap: bool = True, verify
         tokens=TokenSequences(tokens, offsets) if tokens is not None else None,
         target=TokenSequences(target, arr("target_offsets")) if target is not None else None,
         tags=TokenSequences(tags, offsets) if tags is not None else None,
+        chars=TokenSequences(arr("chars"), arr("char_offsets")) if (folder / split / "chars.npy").exists() else None,
         labels=arr("labels"),
         images=arr("images"),
         tokenizer=Tokenizer.from_file(str(tok_path)) if tok_path.exists() else None,

@@ -61,6 +61,15 @@ def train_word_level(
     return tok
 
 
+def word_level_from_symbols(symbols: Sequence[str]) -> Tokenizer:
+    """A word-level tokenizer whose ids are the positions of ``symbols`` (a vocabulary built
+    elsewhere, in its own order), splitting on whitespace; unknown words -> <unk> (one of them)."""
+    tok = Tokenizer(models.WordLevel({s: i for i, s in enumerate(symbols)}, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([s for s in (PAD, UNK, BOS, EOS) if s in symbols])  # keeps their ids
+    return tok
+
+
 def encode_flat(
     tok: Tokenizer,
     texts: list[str] | list[list[str]],

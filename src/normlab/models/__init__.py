@@ -1,12 +1,14 @@
-"""Minimal Transformer models for the five task families, all built from one block (``blocks.py``).
+"""Minimal Transformer models for the task families, built from one block (``blocks.py``; Transformer-XL its own).
 
 =================  ===========================  =============================================
 family             class                        inputs -> output
 =================  ===========================  =============================================
 ``translation``    TranslationTransformer       (src, src_pad, prev, prev_pad) -> (B, T, V)
 ``lm``             CausalLM                     (tokens, pad_mask) -> (B, T, V)
+``lm_stream``      StreamingTransformerXL       (tokens, targets, memory) -> NLL (B, T) or (B, T, V); memory
 ``classification`` SequenceClassifier           (tokens, pad_mask) -> (B, n_classes)
 ``tagging``        SequenceTagger               (tokens, pad_mask) -> (B, T, n_labels)
+                   CRFTagger (``model.crf``)    (tokens, pad_mask, chars) -> emissions (B, T, n_labels)
 ``image``          VisionTransformer            (images) -> (B, n_classes)
 =================  ===========================  =============================================
 
@@ -21,9 +23,11 @@ from torch import nn
 
 from .blocks import BlockConfig, MultiHeadAttention, NormSpec, TransformerBlock, TransformerStack
 from .classifier import SequenceClassifier
+from .crf_tagger import CRFOptions, CRFTagger
 from .language_model import CausalLM
 from .options import NORM_SCOPES, ModelOptions
 from .tagger import SequenceTagger
+from .transformer_xl import StreamingTransformerXL, TransformerXL, XLConfig
 from .translation import TranslationTransformer
 from .vit import VisionTransformer
 
@@ -31,6 +35,7 @@ from .vit import VisionTransformer
 MODELS: dict[str, type[nn.Module]] = {
     "translation": TranslationTransformer,
     "lm": CausalLM,
+    "lm_stream": StreamingTransformerXL,
     "classification": SequenceClassifier,
     "tagging": SequenceTagger,
     "image": VisionTransformer,
@@ -63,16 +68,21 @@ def build_model(family: str | type[nn.Module], options: ModelOptions | dict, **d
 __all__ = [
     "MODELS",
     "BlockConfig",
+    "CRFOptions",
+    "CRFTagger",
     "CausalLM",
     "ModelOptions",
     "MultiHeadAttention",
     "NormSpec",
     "SequenceClassifier",
     "SequenceTagger",
+    "StreamingTransformerXL",
     "TransformerBlock",
     "TransformerStack",
+    "TransformerXL",
     "TranslationTransformer",
     "VisionTransformer",
+    "XLConfig",
     "build_model",
     "check_norm_scope",
 ]

@@ -82,6 +82,38 @@ def allowed_transitions(label_names: list[str], scheme: str) -> torch.Tensor:
     return allowed
 
 
+def convert_iob2(label_names: list[str], scheme: str) -> tuple[list[str], torch.Tensor]:
+    """The tag names of ``scheme`` for IOB2 ``label_names``, and the table that converts tags.
+
+    ``table[a, b]`` is the new id of IOB2 tag ``a`` followed by tag ``b`` (``b = n``: the sentence
+    ends), so a whole sentence converts in one lookup.  ``bioes``: ``B-X`` not followed by ``I-X``
+    becomes ``S-X``, ``I-X`` not followed by ``I-X`` becomes ``E-X`` (the names are the IOB2 ones, then
+    ``E-X``/``S-X`` in the order of the types).  The entities are the same in both schemes.
+    """
+    if scheme not in ("iob2", "bioes"):
+        raise ValueError(f"IOB2 tags convert to 'iob2' or 'bioes', not {scheme!r}")
+    parsed = [_parse(name, "iob2") for name in label_names]
+    n = len(label_names)
+    if scheme == "iob2":
+        return list(label_names), torch.arange(n)[:, None].expand(n, n + 1).clone()
+    names = list(label_names)
+    extra = {}
+    for prefix, kind in parsed:
+        new = {"B": "S", "I": "E"}.get(prefix)
+        if new is not None and f"{new}-{kind}" not in extra:
+            extra[f"{new}-{kind}"] = len(names)
+            names.append(f"{new}-{kind}")
+    table = torch.zeros(n, n + 1, dtype=torch.long)
+    for a, (prefix, kind) in enumerate(parsed):
+        for b in range(n + 1):
+            continues = b < n and parsed[b] == ("I", kind)
+            if prefix == "O" or continues:
+                table[a, b] = a
+            else:
+                table[a, b] = extra[f"{'S' if prefix == 'B' else 'E'}-{kind}"]
+    return names, table
+
+
 class LinearChainCRF(nn.Module):
     """Transition scores ``transitions[a, b]`` (tag a then b), ``start`` and ``end`` scores.
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,54 @@ from .crf import LinearChainCRF, allowed_transitions
 from .options import ModelOptions
 
 CHAR_PAD, CHAR_UNK = 0, 1
+TAG_SCHEMES = ("iob2", "bioes")  # what a CRF can learn from IOB2 data (crf.convert_iob2)
+
+
+@dataclass(frozen=True)
+class CRFOptions:
+    """``model.crf_options`` of a run (with ``model.crf: true``).
+
+    ``tag_scheme``: the tags the CRF learns and decodes -- ``iob2`` (the data's) or ``bioes`` (TENER
+    converts CoNLL-2003 to BIOES; RESUME's BMESO is the same scheme with M for I); the data's IOB2
+    tags are converted when a run loads them.  ``char_cnn``: the :class:`CharCNN` features (TENER's
+    CoNLL-2003 run; its RESUME tokens are characters already), with ``char_*`` its sizes and
+    ``char_min_freq`` the count a character needs to get its own id (2).  ``max_word_len``: characters
+    kept per word (None: all).  ``fc_dropout``: before the emission layer (None: ``model.dropout``;
+    TENER 0.4).  ``word_dropout``: a training token becomes ``<unk>`` with this probability.  The
+    character sizes default to TENER's; config/paper.yaml sets the rest.
+    """
+
+    tag_scheme: str = "iob2"
+    char_cnn: bool = False
+    char_dim: int = 30
+    char_filters: int = 30
+    char_kernel: int = 3
+    char_out_dim: int = 30
+    char_dropout: float = 0.3
+    char_min_freq: int = 2
+    max_word_len: int | None = None
+    fc_dropout: float | None = None
+    word_dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.tag_scheme not in TAG_SCHEMES:
+            raise ValueError(f"model.crf_options.tag_scheme: {self.tag_scheme!r} is not valid; "
+                             f"valid values: {', '.join(TAG_SCHEMES)}")
+        if self.char_kernel % 2 != 1:
+            raise ValueError(f"model.crf_options.char_kernel must be odd; got {self.char_kernel}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CRFOptions:
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - valid)
+        if unknown:
+            raise ValueError(f"unknown CRF option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+        return cls(**d)
+
+    def char_options(self) -> dict:
+        """The keyword arguments of :class:`CharCNN` (besides the number of characters)."""
+        return dict(char_dim=self.char_dim, filters=self.char_filters, kernel=self.char_kernel,
+                    out_dim=self.char_out_dim, dropout=self.char_dropout)
 
 
 def char_vocabulary(words: Iterable[str], min_freq: int = 2) -> dict[str, int]:

@@ -21,6 +21,10 @@ Xavier with zero bias), ``rbn_fork`` (``fairseq``, except that the feed-forward 
 :meth:`ModelOptions.studied_stack` builds, the translation encoder, keep PyTorch's default, as the
 RBN authors' IWSLT14 scripts pass ``--encoder-fc1/2 nnlinear``).
 
+``xl`` (the Transformer-XL options of task ``lm_stream``, ``XLConfig`` fields), ``crf`` and
+``crf_options`` (task ``tagging``'s CRF tagger, ``CRFOptions`` fields) are read by one family each
+(``FAMILY_MODEL_OPTIONS``); the run config checks them with that family.
+
 The options reach ``normlab.norms.build_norm`` as they are: defaults that depend on the run
 (PowerNorm's groups and warm-up) are filled in by the run config (``normlab.train.config``).
 
@@ -49,14 +53,18 @@ from .blocks import (
 )
 
 NORM_SCOPES = ("all", "encoder")
+# ModelOptions fields that a single task family reads (the Transformer-XL options of ``lm_stream``,
+# the CRF of ``tagging``).  A run config holds them only where they are given, so adding one changes
+# the config of no other run (nor its hash).
+FAMILY_MODEL_OPTIONS = ("xl", "crf", "crf_options")
 NORM_SITES = ("every", "final")
 POOLINGS = ("mean", "first")
 FINAL_NORMS = ("same", *NORMS)
 MODEL_INITS = (*INITS, "rbn_fork")
 
 __all__ = [
-    "ACTIVATIONS", "FINAL_NORMS", "MODEL_INITS", "NORM_SCOPES", "NORM_SITES", "PLACEMENTS", "POOLINGS",
-    "POSITIONS", "ModelOptions",
+    "ACTIVATIONS", "FAMILY_MODEL_OPTIONS", "FINAL_NORMS", "MODEL_INITS", "NORM_SCOPES", "NORM_SITES", "PLACEMENTS",
+    "POOLINGS", "POSITIONS", "ModelOptions",
 ]  # fmt: skip
 
 
@@ -83,6 +91,10 @@ class ModelOptions:
     pooling: str = "mean"  # classification: mean over non-pad tokens, or the first token
     patch_size: int = 4  # ViT
     init: str = "torch"
+    # options one task family reads (FAMILY_MODEL_OPTIONS); checked by that family's config check
+    xl: dict = field(default_factory=dict)  # lm_stream: normlab.models.transformer_xl.XLConfig fields
+    crf: bool = False  # tagging: a CRF tagger (normlab.models.crf_tagger.CRFTagger)
+    crf_options: dict = field(default_factory=dict)  # tagging with crf: CRFOptions fields
 
     def __post_init__(self):
         checks = [

@@ -60,7 +60,8 @@ class XLConfig:
     """What Transformer-XL adds to :class:`ModelOptions` (names as the authors' ``train.py`` flags).
 
     ``d_head``: None means ``d_model // n_heads`` (the scripts set it: 40 with one head).
-    ``tgt_len``/``mem_len``/``eval_tgt_len``: training segment, memory, evaluation segment lengths.
+    ``tgt_len``/``mem_len``/``eval_tgt_len``: training segment, memory, evaluation segment lengths;
+    ``eval_batch_size``: the rows an evaluation cuts a stream into (``train.py`` fixes 10).
     ``clamp_len``: distances above it use its encoding (-1: never).  ``same_length``: every query
     attends to at most ``mem_len`` keys.  ``cutoffs``/``div_val``: adaptive input and softmax (empty:
     full softmax).  ``tie_weight``: output tables tied to the input ones; ``tie_projections``: the tail
@@ -71,6 +72,7 @@ class XLConfig:
     tgt_len: int = 32
     mem_len: int = 32
     eval_tgt_len: int | None = None
+    eval_batch_size: int = 10
     clamp_len: int = -1
     same_length: bool = False
     cutoffs: tuple[int, ...] = ()
@@ -82,9 +84,10 @@ class XLConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "cutoffs", tuple(int(c) for c in self.cutoffs))
-        for name in ("tgt_len", "mem_len"):
-            if getattr(self, name) < (1 if name == "tgt_len" else 0):
-                raise ValueError(f"xl.{name} must be {'positive' if name == 'tgt_len' else '>= 0'}")
+        for name in ("tgt_len", "mem_len", "eval_tgt_len", "eval_batch_size"):
+            value, positive = getattr(self, name), name != "mem_len"
+            if value is not None and value < int(positive):
+                raise ValueError(f"xl.{name} must be {'positive' if positive else '>= 0'}; got {value}")
         if self.same_length and self.mem_len == 0:
             raise ValueError("xl.same_length needs mem_len > 0 (it limits each query to mem_len keys)")
 
@@ -271,6 +274,7 @@ class XLDecoder(nn.Module):
 class TransformerXL(nn.Module):
     """Transformer-XL LM.  ``opts``: sizes, dropout, norm and placement; ``xl``: :class:`XLConfig`.
 
+    ``xl``: None takes ``opts.xl`` (the run config's ``model.xl``, a dict of :class:`XLConfig` fields).
     ``forward(tokens, targets=None, memory=None, pad_mask=None, mem_len=None)`` ->
     ``(out, memory)``: ``out`` is the per-token NLL (B, Q) (0 at padding) when ``targets`` are given,
     else log-probabilities (B, Q, vocab); ``memory`` is the next segment's :class:`Memory` (None when
@@ -281,7 +285,8 @@ class TransformerXL(nn.Module):
         super().__init__()
         if opts.norm_scope != "all":
             raise ValueError("model.norm_scope must be 'all' for the Transformer-XL LM (it has one stack)")
-        xl = XLConfig.from_dict(xl) if isinstance(xl, dict) else (xl or XLConfig())
+        xl = opts.xl if xl is None else xl  # the run config's model.xl
+        xl = XLConfig.from_dict(xl) if isinstance(xl, dict) else xl
         self.xl, self.vocab_size = xl, vocab_size
         d, d_head = opts.d_model, xl.d_head or opts.d_model // opts.n_heads
         self.embed = AdaptiveEmbedding(vocab_size, d, xl.cutoffs, xl.div_val, xl.init_std, xl.proj_init_std)
@@ -369,35 +374,43 @@ def _next_memory(memory, read, key_pad, mem_len) -> Memory | None:
     return Memory(states, None if key_pad is None else key_pad[:, -mem_len:])
 
 
-def stream_segments(stream: torch.Tensor, batch_size: int, tgt_len: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def stream_segments(
+    stream: torch.Tensor, batch_size: int, tgt_len: int, *, tail: bool = True
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, targets), each (batch_size, ≤ tgt_len), over a 1-D token stream, as the scripts cut it.
 
     The stream is trimmed to a multiple of ``batch_size`` and split into ``batch_size`` contiguous
     rows; segment ``s`` holds positions ``s·tgt_len … s·tgt_len + L - 1`` of every row and its
-    targets the positions one later (the last segment is shorter, L < tgt_len).  Every row's first
-    token is never a target: ``batch_size · (len(stream) // batch_size - 1)`` targets in all.
+    targets the positions one later.  ``tail``: the last, shorter segment (L < tgt_len) too, so every
+    token but each row's first is a target (``batch_size · (len(stream) // batch_size - 1)`` targets);
+    without it only full segments, as the scripts' ``LMOrderedIterator.get_fixlen_iter`` (train and
+    evaluation alike), which leaves the last ``(n_step - 1) % tgt_len`` targets of every row out.
     """
     if stream.dim() != 1:
         raise ValueError(f"the token stream must be 1-D; got shape {tuple(stream.shape)}")
     n_step = stream.numel() // batch_size
-    if n_step < 2:
-        raise ValueError(f"a stream of {stream.numel()} tokens is too short for batch_size={batch_size}")
+    if n_step < (2 if tail else tgt_len + 1):
+        raise ValueError(f"a stream of {stream.numel()} tokens is too short for batch_size={batch_size}"
+                         + ("" if tail else f" and full segments of {tgt_len}"))
     rows = stream[: n_step * batch_size].view(batch_size, n_step)
     for i in range(0, n_step - 1, tgt_len):
         length = min(tgt_len, n_step - 1 - i)
+        if length < tgt_len and not tail:
+            return
         yield rows[:, i : i + length], rows[:, i + 1 : i + 1 + length]
 
 
 @torch.no_grad()
 def evaluate_stream(
-    model: TransformerXL, stream: torch.Tensor, batch_size: int, tgt_len: int, mem_len: int
+    model: TransformerXL, stream: torch.Tensor, batch_size: int, tgt_len: int, mem_len: int, *, tail: bool = True
 ) -> tuple[float, int]:
     """Summed NLL (nats, float64) and number of predicted tokens over a whole token stream.
 
-    Segments of ``tgt_len`` (:func:`stream_segments`) with the memory carried across segments, in
-    eval mode; perplexity = exp(nll / tokens), per token of the stream (``<eos>`` included when the
-    stream has it), as the scripts' ``evaluate``.  Use :meth:`XLConfig.evaluation_lengths` for the
-    scripts' ``tgt_len``/``mem_len``.  The sum stays on the device until the end.
+    Segments of ``tgt_len`` (:func:`stream_segments`; ``tail=False``: full segments only, as the
+    scripts) with the memory carried across segments, in eval mode; perplexity = exp(nll / tokens),
+    per token of the stream (``<eos>`` included when the stream has it), as the scripts' ``evaluate``.
+    Use :meth:`XLConfig.evaluation_lengths` for the scripts' ``tgt_len``/``mem_len``.  The sum stays
+    on the device until the end.
     """
     was_training = model.training
     model.eval()
@@ -405,10 +418,89 @@ def evaluate_stream(
     total = torch.zeros((), dtype=torch.float64, device=device)
     n_tokens, memory = 0, None
     try:
-        for inputs, targets in stream_segments(stream.to(device), batch_size, tgt_len):
+        for inputs, targets in stream_segments(stream.to(device), batch_size, tgt_len, tail=tail):
             nll, memory = model(inputs, targets, memory, mem_len=mem_len)
             total += nll.double().sum()
             n_tokens += targets.numel()
     finally:
         model.train(was_training)
     return float(total), n_tokens
+
+
+class StreamingTransformerXL(TransformerXL):
+    """A :class:`TransformerXL` that keeps the memory of the training segment it ran last, so that a
+    training loop that knows nothing of memories (``normlab.train``'s) carries it from one step to the
+    next: :meth:`carried_memory` gives the memory for a batch of segments, :meth:`carry` keeps the one
+    a step returned.
+
+    A batch is named by its example ids (``normlab.train.families.lm_stream``: segment ``s`` of ``B``
+    rows is the ids ``s·B … s·B + B - 1``); the memory carries over when the ids are the previous
+    batch's plus ``B`` (the next segment of every row), and starts empty at segment 0 (a new epoch,
+    as the scripts reset ``mems`` at each epoch).  Any other batch is refused: memory that does not
+    belong to it would be silently wrong.
+
+    The carried memory is part of ``state_dict()`` (``carried_states``: per layer, left-padded to
+    ``mem_len`` so that its shape never changes; ``carried_position``: [next first id, rows, valid
+    positions]), so a checkpoint resumes with exactly the memory the interrupted run had.  It is kept
+    as plain attributes, not buffers: nothing (DDP's buffer broadcast) may overwrite it.
+    """
+
+    def __init__(self, opts: ModelOptions, vocab_size: int, xl: XLConfig | dict | None = None):
+        super().__init__(opts, vocab_size, xl)
+        self._carried: Memory | None = None
+        self._next_first, self._rows = -1, 0  # the first id and size of the batch the memory is for
+
+    def carried_memory(self, ids) -> Memory | None:
+        """The memory for the batch of segments ``ids`` (host integers, consecutive), or None at segment 0."""
+        first, rows = int(ids[0]), len(ids)
+        if int(ids[-1]) - first != rows - 1:
+            raise ValueError(f"a stream batch holds consecutive segment ids; got {list(ids)[:4]}...")
+        if first == 0:
+            return None
+        if self._carried is None or (first, rows) != (self._next_first, self._rows):
+            raise ValueError(
+                f"no memory for the segments starting at id {first}: the last training step ran "
+                + (f"the segments before id {self._next_first}" if self._carried is not None else "nothing")
+                + "; a stream is trained in order from segment 0 (or resumed from a checkpoint, which holds the memory)"
+            )
+        return self._carried
+
+    def carry(self, memory: Memory | None, ids) -> None:
+        """Keep ``memory`` (what the step on the segments ``ids`` returned) for the next segments."""
+        self._carried = memory
+        self._next_first, self._rows = int(ids[0]) + len(ids), len(ids)
+
+    def forget(self) -> None:
+        self._carried, self._next_first, self._rows = None, -1, 0
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        m, mem = self.xl.mem_len, self._carried
+        if mem is None:
+            states = torch.zeros(0, device=self.u.device)
+            valid = 0
+        else:
+            valid = mem.length
+            states = F.pad(torch.stack(mem.states), (0, 0, m - valid, 0))  # (layers, B, mem_len, d)
+        destination[prefix + "carried_states"] = states
+        destination[prefix + "carried_position"] = torch.tensor([self._next_first, self._rows, valid])
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        keys = (prefix + "carried_states", prefix + "carried_position")
+        for key in keys:
+            if key in unexpected_keys:
+                unexpected_keys.remove(key)
+        if keys[1] not in state_dict:  # a checkpoint from before memories were kept: none
+            self.forget()
+            return
+        next_first, rows, valid = (int(v) for v in state_dict[keys[1]])
+        states = state_dict[keys[0]]
+        if valid == 0 or states.numel() == 0:
+            self.forget()
+            return
+        states = states[:, :, states.shape[2] - valid :].to(self.u.device)
+        self._carried = Memory(tuple(states.unbind(0)))
+        self._next_first, self._rows = next_first, rows

@@ -3,8 +3,9 @@
 Text batches group sentences of similar length under a token budget (like fairseq ``--max-tokens``;
 ``examples.token_budget_batches``), images come in fixed-size chunks; the family decides
 (``Family.index_batches``) and makes the tensors (``Family.collate``).  The batches are fixed once;
-each epoch visits them in a new order drawn from ``(seed, epoch)``, so a position ``(epoch, index)``
-identifies where training is, and resuming only needs that pair.
+each epoch visits them in a new order drawn from ``(seed, epoch)`` (``Family.epoch_order``; a token
+stream keeps its segments in order), so a position ``(epoch, index)`` identifies where training is,
+and resuming only needs that pair.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def split_batches(
 
 
 class EpochStream:
-    """Endless training batches: each epoch visits the fixed batches in an order drawn from (seed, epoch).
+    """Endless training batches: each epoch visits the fixed batches in the family's order for (seed, epoch).
 
     With ``world_size`` > 1, rank r takes every world_size-th batch of the epoch's order, and the epoch
     is cut to a multiple of world_size so every rank makes the same number of steps.
@@ -50,7 +51,7 @@ class EpochStream:
 
     def _order(self) -> np.ndarray:
         if self._order_cache is None or self._order_cache[0] != self.epoch:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.batches))
+            order = self.family.epoch_order(len(self.batches), self.seed, self.epoch)
             usable = len(order) - len(order) % self.world_size
             self._order_cache = (self.epoch, order[:usable][self.rank :: self.world_size])
         return self._order_cache[1]

@@ -8,17 +8,22 @@ and values outside their choices are rejected with the key's dotted path and the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
+import types
+import typing
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from normlab.models import ModelOptions, check_norm_scope
+from normlab.models.crf_tagger import CRFOptions
 from normlab.models.options import (
     ACTIVATIONS,
+    FAMILY_MODEL_OPTIONS,
     FINAL_NORMS,
     MODEL_INITS,
     NORM_SCOPES,
@@ -27,6 +32,7 @@ from normlab.models.options import (
     POOLINGS,
     POSITIONS,
 )
+from normlab.models.transformer_xl import XLConfig
 from normlab.norms import NORMS, build_norm
 
 from .errors import ConfigError
@@ -57,6 +63,22 @@ _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 
 def _enum(values) -> dict:
     return {"enum": list(values)}
+
+
+_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+
+
+def _dataclass_schema(cls) -> dict:
+    """The schema of a mapping of ``cls``'s fields (their types; the values the class checks itself)."""
+    def one(tp) -> dict:
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            return {"anyOf": [one(t) for t in typing.get_args(tp)]}
+        if typing.get_origin(tp) is tuple:
+            return {"type": "array", "items": one(typing.get_args(tp)[0])}
+        return {"type": _TYPES[tp]}
+
+    hints = typing.get_type_hints(cls)
+    return _obj({f.name: one(hints[f.name]) for f in dataclasses.fields(cls)})
 
 
 def schema() -> dict:
@@ -92,6 +114,9 @@ def schema() -> dict:
                     "pooling": _enum(POOLINGS),
                     "patch_size": _POS_INT,
                     "init": _enum(MODEL_INITS),
+                    "xl": _dataclass_schema(XLConfig),  # task lm_stream
+                    "crf": _BOOL,  # task tagging
+                    "crf_options": _dataclass_schema(CRFOptions),
                 }
             ),
             "optim": _obj(
@@ -144,7 +169,8 @@ def schema() -> dict:
 
 DEFAULTS: dict = {
     "seed": 1,
-    "model": ModelOptions().to_dict(),
+    # the family-specific options only where a config gives them (FAMILY_MODEL_OPTIONS)
+    "model": {k: v for k, v in ModelOptions().to_dict().items() if k not in FAMILY_MODEL_OPTIONS},
     "optim": {
         "lr": 5e-4,
         "betas": [0.9, 0.98],
@@ -305,9 +331,14 @@ def _check_model(cfg: dict) -> None:
     """The model options (ModelOptions' checks, the norm scope of the task's model) and the norms,
     built once so that a bad option or a norm that cannot take this width fails now."""
     model, family = cfg["model"], cfg["task"]
+    for key in FAMILY_MODEL_OPTIONS:
+        readers = [name for name, cls in FAMILIES.items() if key in cls.model_keys]
+        if key in model and family not in readers:
+            raise ConfigError(f"model.{key} applies to task {' or '.join(readers)}, not {family!r}; remove it")
     try:
         check_norm_scope(model["norm_scope"], FAMILIES[family].model_class, family)
         opts = ModelOptions(**model)
+        FAMILIES[family]().check_config(cfg)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     for key, spec in (

@@ -301,6 +301,7 @@ class _Run:
             )
         fit.check_task(cfg, self.task)  # patch size and token budget, before anything is built
         self.family = get_family(self.task.family)
+        self.task = self.family.for_run(self.task, cfg)  # what the run config adds to the data
         self.model = build_run_model(cfg, self.task).to(self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.wrapped = self.model

@@ -9,11 +9,10 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .examples import Batch, TaskData
-from .families import IGNORE, Family, get_family
+from .families import Family, get_family
 
 # eval.batch_stats: whether the final evaluation runs a second time with batch statistics
 BATCH_STATS_MODES = ("auto", "always", "never")
@@ -43,38 +42,19 @@ def evaluate(
     decode: bool = False,
     autocast: AbstractContextManager | None = None,
 ) -> dict:
-    """Metrics of ``model`` on a split: loss (nats per target) and the family's metrics.
+    """Metrics of ``model`` on a split: loss (nats per target) and the family's metrics
+    (:meth:`Family.evaluate <normlab.train.families.base.Family.evaluate>`, in eval mode).
 
-    Sums stay on the device; one transfer at the end.  ``decode`` runs the family's decoding
-    evaluation (translation: beam search and BLEU).
+    ``decode`` runs the family's decoding evaluation (translation: beam search and BLEU).
     """
     family = get_family(task.family)
     was_training = model.training
     model.eval()
-    nll = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    extras = family.evaluation_extras(task, split, eval_cfg, decode)
-    autocast = autocast or nullcontext()
-    for indices in index_batches:
-        batch = family.collate(task, split, indices).to(device)
-        with autocast:
-            logits = family.forward(model, batch).float()
-        y = family.targets(batch)
-        flat_logits, flat_y = logits.flatten(0, -2), y.flatten()
-        nll += F.cross_entropy(flat_logits, flat_y, ignore_index=IGNORE, reduction="sum").double()
-        keep = flat_y != IGNORE
-        correct += ((flat_logits.argmax(-1) == flat_y) & keep).sum().double()
-        count += batch.n_targets
-        for extra in extras:
-            extra.add(model, batch, logits, y, autocast)
-    model.train(was_training)
-    nll_sum, n_correct = nll.item(), correct.item()
-    out = {"loss": nll_sum / max(count, 1), "n_targets": count}
-    out.update(family.scores(nll_sum, n_correct, count))
-    for extra in extras:
-        out.update(extra.result())
-    return out
+    try:
+        return family.evaluate(model, task, split, index_batches, device, eval_cfg, decode,
+                               autocast or nullcontext())
+    finally:
+        model.train(was_training)
 
 
 def primary_metric(family: str | Family, tag_scheme: str = "tags") -> str:

@@ -80,6 +80,7 @@ def load_run(
         torch.set_num_threads(threads or cfg["train"]["threads"])
     dev = pick_device(device, 0)
     task = load_task(cfg["task"], cfg["data"], cfg["seed"])
+    task = get_family(task.family).for_run(task, cfg)  # as the engine does
     model = build_run_model(cfg, task)
     model.load_state_dict(ckpt.load(run_dir / "checkpoints" / "last.pt", "cpu")["model"])
     model.to(dev)

@@ -101,7 +101,7 @@ def from_normlab_data(family: str, name: str, options: dict) -> TaskData:
             f"`normlab prepare {name} --cache {root}`, or point data.options.cache at the cache that has it"
         ) from None
     train = splits["train"]
-    if train.family != family:
+    if train.family not in kind.reads():
         raise ConfigError(
             f"task: {family!r}, but dataset {name!r} is a {train.family!r} dataset: set task: {train.family}"
         )

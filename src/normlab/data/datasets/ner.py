@@ -51,9 +51,9 @@ WNUT16 = DatasetSpec(
     license="package metadata MIT; WNUT-16 shared-task data",
     default=True,
     stands_for="CoNLL-2003 NER",
-    options={"min_frequency": 1, "lowercase": False},
+    options={"min_frequency": 1, "lowercase": False, "chars": True},
     splits=f"tweets, {SEQ_SPLIT}",
-    preprocessing="BIO tags as given (10 entity types); case kept",
+    preprocessing="BIO tags as given (10 entity types); case kept; every token's characters kept",
     expected_splits={"train": 1_915, "valid": 240, "test": 239},
     expected_raw_counts={"tweets": 2_394, "tokens": 46_469, "entities": 1_496},
 )
@@ -86,7 +86,8 @@ CONLL2003 = DatasetSpec(
     license="Reuters RCV1: research use only; no official download (mirror URL)",
     stands_for="CoNLL-2003 (Wang et al. 2022)",
     splits="official train / testa (valid) / testb (test)",
-    preprocessing="NER column, IOB1 -> BIO; case kept",
+    preprocessing="NER column, IOB1 -> BIO; case kept; every token's characters kept (TENER's character CNN)",
+    options={"chars": True},
 )
 
 # ------------------------------------------------------------------------------- RESUME

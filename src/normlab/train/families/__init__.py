@@ -5,8 +5,10 @@ name               class                        example, metric
 =================  ===========================  =======================================================
 ``translation``    ``Translation``              (source ids, target ids); BLEU by beam search
 ``lm``             ``LanguageModeling``         sentence ids; perplexity
+``lm_stream``      ``LMStream``                 a token stream in segments, Transformer-XL; perplexity
 ``classification`` ``Classification``           (ids, label); accuracy
-``tagging``        ``Tagging``                  (ids, tag ids); entity F1 for IOB2 tags, else accuracy
+``tagging``        ``Tagging``                  (ids, tag ids); entity F1 for IOB2 tags, else accuracy;
+                                                a CRF tagger with ``model.crf``
 ``image``          ``ImageClassification``      (image, label); accuracy
 =================  ===========================  =======================================================
 
@@ -21,11 +23,13 @@ from .base import IGNORE, SCORES, Family, SyntheticOptions, TextFamily
 from .classification import Classification
 from .image import ImageClassification
 from .lm import LanguageModeling
+from .lm_stream import LMStream
 from .tagging import Tagging
 from .translation import Translation
 
 FAMILIES: dict[str, type[Family]] = {
-    cls.name: cls for cls in (Translation, LanguageModeling, Classification, Tagging, ImageClassification)
+    cls.name: cls
+    for cls in (Translation, LanguageModeling, LMStream, Classification, Tagging, ImageClassification)
 }
 
 
@@ -46,6 +50,7 @@ __all__ = [
     "Classification",
     "Family",
     "ImageClassification",
+    "LMStream",
     "LanguageModeling",
     "SyntheticOptions",
     "Tagging",

@@ -11,11 +11,18 @@ engine knows about a kind of task:
   (:meth:`Family.collate`);
 * model: its class (``model_class``), the sizes the data decides (:meth:`Family.model_sizes`), the
   forward pass (:meth:`Family.forward`), the targets and the training loss;
-* evaluation: what the loss pass reports beside the loss (``score``: accuracy or perplexity), extra
-  evaluations (:meth:`Family.evaluation_extras`: BLEU decoding, entity F1) and the metric the tables
-  report (:meth:`Family.primary_metric`, direction in ``normlab.metrics.HIGHER_IS_BETTER``).
+* evaluation: the pass over a split (:meth:`Family.evaluate`: the loss and the sums of
+  :meth:`Family.evaluation_sums`, batch by batch), what it reports beside the loss (``score``:
+  accuracy or perplexity), extra evaluations (:meth:`Family.evaluation_extras`: BLEU decoding, entity
+  F1) and the metric the tables report (:meth:`Family.primary_metric`, direction in
+  ``normlab.metrics.HIGHER_IS_BETTER``);
+* the run: what a run config adds to the data (:meth:`Family.for_run`: the segment geometry of a
+  stream, a CRF's tag scheme and character ids), checks of the config (:meth:`Family.check_config`),
+  the order an epoch visits the batches in (:meth:`Family.epoch_order`), and which prepared datasets
+  the family reads (``data_families``).
 
-Families hold no state: ``get_family(name)`` makes one wherever it is needed.
+Families hold no state: ``get_family(name)`` makes one wherever it is needed.  What a run carries
+from step to step (a Transformer-XL memory) is the model's, in its ``state_dict``.
 """
 
 from __future__ import annotations
@@ -38,10 +45,11 @@ from ..examples import EOS, N_SPECIAL, Batch, TaskData, token_budget_batches
 
 IGNORE = -100  # the target at positions the loss skips (padding)
 
-# What the loss pass of an evaluation reports beside the loss, from (nll sum, correct count, targets).
-SCORES: dict[str, Callable[[float, float, int], float]] = {
-    "accuracy": lambda nll_sum, n_correct, count: n_correct / max(count, 1),
-    "ppl": lambda nll_sum, n_correct, count: metrics.perplexity(nll_sum, count),
+# What the loss pass of an evaluation reports beside the loss, from its sums over the split: ``nll``
+# (summed loss), ``count`` (the batches' n_targets), ``correct`` of ``predicted`` predictions.
+SCORES: dict[str, Callable[[dict], float]] = {
+    "accuracy": lambda s: s["correct"] / max(s["predicted"], 1),
+    "ppl": lambda s: metrics.perplexity(s["nll"], s["count"]),
 }
 
 
@@ -75,6 +83,29 @@ class Family(ABC):
     decodes: ClassVar[bool] = False  # has a decoding evaluation (the engine runs it on test)
     # the data.options of a prepared dataset of this family (their values: normlab.train.tasks.NORMLAB_DATA_OPTIONS)
     data_options: ClassVar[tuple[str, ...]] = ("cache", "max_examples", "max_eval_examples")
+    # the prepared datasets (``normlab.data`` family) it reads; empty: the family's own name
+    data_families: ClassVar[tuple[str, ...]] = ()
+    # the family-specific ModelOptions it reads (normlab.models.options.FAMILY_MODEL_OPTIONS)
+    model_keys: ClassVar[tuple[str, ...]] = ()
+
+    # --- the run ------------------------------------------------------------------------------------
+
+    def reads(self) -> tuple[str, ...]:
+        """The ``normlab.data`` families whose prepared datasets this family trains on."""
+        return self.data_families or (self.name,)
+
+    def check_config(self, cfg: dict) -> None:
+        """Raise ValueError for what a validated run config asks of this family that it cannot do."""
+        return None
+
+    def for_run(self, task: TaskData, cfg: dict) -> TaskData:
+        """The task as a run with config ``cfg`` trains on it (the engine and ``load_run`` call this
+        once, before making batches): what the run config adds to the data.  Default: unchanged."""
+        return task
+
+    def epoch_order(self, n_batches: int, seed: int, epoch: int) -> np.ndarray:
+        """The order in which an epoch visits the fixed batches: a permutation drawn from (seed, epoch)."""
+        return np.random.default_rng([seed, epoch]).permutation(n_batches)
 
     # --- data ---------------------------------------------------------------------------------------
 
@@ -148,8 +179,52 @@ class Family(ABC):
 
     # --- evaluation ---------------------------------------------------------------------------------
 
-    def scores(self, nll_sum: float, n_correct: float, count: int) -> dict:
-        return {self.score: SCORES[self.score](nll_sum, n_correct, count)}
+    def evaluate(
+        self,
+        model: nn.Module,
+        task: TaskData,
+        split: str,
+        index_batches: list,
+        device: torch.device,
+        eval_cfg: dict,
+        decode: bool,
+        autocast: AbstractContextManager,
+    ) -> dict:
+        """Metrics of ``model`` (in eval mode, without gradients) on a split: the loss (per target) and
+        the family's metrics.  Sums stay on the device; one transfer at the end."""
+        sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("nll", "correct", "predicted")}
+        count = 0
+        extras = self.evaluation_extras(task, split, eval_cfg, decode)
+        for indices in index_batches:
+            batch = self.collate(task, split, indices).to(device)
+            with autocast:
+                logits = self.forward(model, batch).float()
+            y = self.targets(batch)
+            for key, value in zip(sums, self.evaluation_sums(model, batch, logits, y), strict=True):
+                sums[key] += value.double()
+            count += batch.n_targets
+            for extra in extras:
+                extra.add(model, batch, logits, y, autocast)
+        totals = {key: value.item() for key, value in sums.items()} | {"count": count}
+        out = {"loss": totals["nll"] / max(count, 1), "n_targets": count}
+        out.update(self.scores(totals))
+        for extra in extras:
+            out.update(extra.result())
+        return out
+
+    def evaluation_sums(
+        self, model: nn.Module, batch: Batch, logits: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(summed loss, correct predictions, predictions) of one evaluation batch, on the device; the
+        loss is divided by the split's n_targets.  Default: cross-entropy and argmax over the targets."""
+        flat_logits, flat_y = logits.flatten(0, -2), targets.flatten()
+        keep = flat_y != IGNORE
+        nll = F.cross_entropy(flat_logits, flat_y, ignore_index=IGNORE, reduction="sum")
+        return nll, ((flat_logits.argmax(-1) == flat_y) & keep).sum(), keep.sum()
+
+    def scores(self, sums: dict) -> dict:
+        """What the evaluation reports beside the loss, from its sums (``SCORES``)."""
+        return {self.score: SCORES[self.score](sums)}
 
     def evaluation_extras(self, task: TaskData, split: str, eval_cfg: dict, decode: bool) -> list[EvaluationExtra]:
         """Evaluations beyond the loss pass (``decode``: the decoding one, for a family that ``decodes``)."""

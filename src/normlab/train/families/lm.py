@@ -21,6 +21,7 @@ class LanguageModeling(TextFamily):
     model_class = CausalLM
     score = "ppl"
     data_options = (*TextFamily.data_options, "max_len")
+    data_families = ("lm", "lm_stream")  # PTB and WikiText-103 per sentence too
 
     def select(self, split, index: np.ndarray, max_len: int | None) -> Sequences:
         return Sequences.select(split.tokens, index, drop_last=1, max_len=max_len)
