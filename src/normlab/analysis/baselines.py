@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from normlab.data.selection import selected
+from normlab.data.selection import STORED_EOS, selected
 
 from .contract import BASELINE_COLUMNS
 from .tidy import write_csv
@@ -82,7 +82,7 @@ def baseline_rows(splits: dict, family: str, options: dict, bleu_tokenize: str =
             truth = [list(seq) for seq in np.split(names[test_tags], np.cumsum(lengths)[:-1])]
             f1 = entity_f1(truth, [["O"] * len(seq) for seq in truth])
             rows.append(dict(metric="f1", baseline="all_o", value=f1, n_examples=len(te), n_targets=n))
-    elif family == "lm":
+    elif family in STORED_EOS:  # per sentence or as a stream: every token and each sentence's <eos>
         eos = train.eos_id
         # the targets: each sentence without its stored <eos>, cut to max_len, then <eos> (as the engine's)
         train_ids, _ = _flat(train.tokens, tr, drop_last=True, max_len=max_len)

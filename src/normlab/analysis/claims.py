@@ -35,7 +35,7 @@ EXCESS_FACTOR = 2.0  # ... and batch_vs_population ends at least this many times
 MIN_SETTINGS = 5  # a rank correlation across fewer settings cannot be significant (exact p >= 0.083 at n = 4)
 GAP_CLOSED = 0.5  # A1: batch-statistics evaluation must recover at least half of BN's deficit to LN
 VERDICTS = ("supported", "contradicted", "inconclusive", "not testable here")
-LOW_TID_TASKS = ("image", "lm")
+LOW_TID_TASKS = ("image", "lm", "lm_stream")
 HIGH_TID_TASKS = ("translation", "tagging", "classification")
 
 RULES = f"""\

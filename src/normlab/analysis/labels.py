@@ -9,13 +9,14 @@ import re
 
 NORM_LABELS = {"ln": "LN", "ln_simple": "LN-simple", "detachnorm": "DetachNorm", "adanorm": "AdaNorm",
                "rmsnorm": "RMSNorm", "bn": "BN", "rbn": "RBN", "powernorm": "PowerNorm", "pn_vanilla": "PN-V",
-               "none": "w/o Norm"}
+               "none": "w/o Norm", "dyt": "DyT"}
 # the plotting order of the norms: the LN family, then the batch-statistics norms
-NORM_ORDER = ("ln", "ln_simple", "adanorm", "detachnorm", "rmsnorm", "none", "bn", "rbn", "powernorm", "pn_vanilla")
+NORM_ORDER = ("ln", "ln_simple", "adanorm", "detachnorm", "rmsnorm", "dyt", "none", "bn", "rbn", "powernorm",
+              "pn_vanilla")
 PLACEMENT_LABELS = {"post": "Post-Norm", "pre": "Pre-Norm"}
 PLACEMENT_SHORT = {"post": "Post", "pre": "Pre"}
 # the papers' CV-vs-NLP contrast: image first, then LM, then the other NLP tasks
-TASK_ORDER = ("image", "lm", "translation", "tagging", "classification")
+TASK_ORDER = ("image", "lm", "lm_stream", "translation", "tagging", "classification")
 TID_KIND_LABELS = {"mean_tid": "mean TID  ‖μ_B − μ̂‖ / ‖σ̂‖", "var_tid": "variance TID  ‖σ_B − σ̂‖ / ‖σ̂‖"}
 TID_SUMMARY_LABELS = {"first": "first BN layer", "max": "maximum over layers", "mean": "mean over layers"}
 MEASURE_LABELS = {"c50": "C50%  λ₁/λ₅₀%", "c80": "C80%  λ₁/λ₈₀%", "cmax": "Cmax  λ_max"}

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+STORED_EOS = ("lm", "lm_stream")  # the data families whose sentences are stored with their <eos>
+
 
 def selected(split, split_name: str, options: dict) -> np.ndarray:
     """The indices of the examples of ``split`` (a ``DatasetSplit``) that a run with ``options`` uses:
@@ -27,7 +29,7 @@ def selected(split, split_name: str, options: dict) -> np.ndarray:
         index = np.arange(len(split.tokens))
         length_range = options.get("length_range")
         if length_range is not None:
-            lengths = np.asarray(split.tokens.lengths) - (1 if split.family == "lm" else 0)
+            lengths = np.asarray(split.tokens.lengths) - (1 if split.family in STORED_EOS else 0)
             index = index[(lengths >= length_range[0]) & (lengths <= length_range[1])]
     limits = [options.get("max_examples")] + ([options.get("max_eval_examples")] if split_name != "train" else [])
     return index[: min([len(index)] + [int(x) for x in limits if x is not None])]

@@ -24,7 +24,7 @@ NO_RUNS = "no runs of this kind in this configuration"
 # ten norms, ten clearly different colours (matplotlib's qualitative tab10: no two alike)
 NORM_COLORS = {"ln": "tab:blue", "bn": "tab:red", "rbn": "tab:green", "powernorm": "tab:purple",
                "pn_vanilla": "tab:pink", "ln_simple": "tab:orange", "adanorm": "tab:brown", "detachnorm": "tab:olive",
-               "rmsnorm": "tab:cyan", "none": "tab:gray"}
+               "rmsnorm": "tab:cyan", "none": "tab:gray", "dyt": "black"}
 assert set(NORM_COLORS) == set(NORM_ORDER) and len(set(NORM_COLORS.values())) == len(NORM_COLORS)
 PLACEMENT_STYLES = {"post": "-", "pre": "--"}
 PLACEMENT_MARKERS = {"post": "o", "pre": "s"}

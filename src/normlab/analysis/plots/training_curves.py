@@ -25,7 +25,7 @@ from .style import (
 )
 
 LOSS_UNITS = {"image": "nats per image", "classification": "nats per sentence", "translation": "nats per target token",
-              "lm": "nats per token", "tagging": "nats per token"}
+              "lm": "nats per token", "lm_stream": "nats per token", "tagging": "nats per token"}
 
 
 @styled
