@@ -45,6 +45,7 @@ import yaml
 from normlab.analysis import options as analysis_options
 from normlab.analysis.contract import BASELINE_METRIC, MANIFEST_COLUMNS
 from normlab.data import DATASETS
+from normlab.metrics import HIGHER_IS_BETTER
 from normlab.data import card as data_card
 from normlab.norms import NORMS, BatchStatNorm
 from normlab.train import fit
@@ -194,6 +195,10 @@ def load_schema(path: str | Path) -> dict:
     # the options of normlab.train (which family takes which: checked per cell); the cache is data_cache
     options = {name: value for name, value in NORMLAB_DATA_OPTIONS.items() if name != "cache"}
     schema["$defs"]["data_options"] = {"type": "object", "additionalProperties": False, "properties": options}
+    # analysis: a margin for any metric with a direction; a learning bar for a metric some baseline measures
+    schema["$defs"]["margin_metric"] = {"enum": list(HIGHER_IS_BETTER)}
+    schema["$defs"]["baseline_metric"] = {"enum": sorted(set(BASELINE_METRIC.values()))}
+    schema["$defs"]["baseline_name"] = {"enum": list(BASELINE_METRIC)}
     return schema
 
 

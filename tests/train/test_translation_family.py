@@ -155,3 +155,11 @@ def test_without_a_moses_step_tokenised_bleu_uses_13a():
     out = score(task, hyps)[0].result()
     assert out["bleu"] == pytest.approx(100.0) and out["bleu_tok"] == pytest.approx(100.0)
     assert "tok:13a" in out["bleu_tok_signature"]
+
+
+def test_the_primary_metric_is_tokenised_bleu_only_for_data_prepared_as_the_papers(cache):
+    """The published IWSLT14/WMT16 numbers are fairseq-generate's tokenised BLEU: runs on Moses data
+    report it as their primary metric; other data (no Moses step) keep sacreBLEU."""
+    family = get_family("translation")
+    assert family.primary_metric(from_normlab_data("translation", NAME, {"cache": str(cache)})) == "bleu_tok"
+    assert family.primary_metric(synthetic_task("translation", seed=1, n_train=8, n_valid=4, n_test=4)) == "bleu"

@@ -94,16 +94,38 @@ def baseline_rows(splits: dict, family: str, options: dict, bleu_tokenize: str =
         nll = -float(logp[test_ids].sum() + len(te) * logp[eos])
         rows.append(dict(metric="ppl", baseline="unigram", value=math.exp(nll / n), n_examples=len(te), n_targets=n))
     elif family == "translation":
-        from normlab.metrics import bleu  # sacreBLEU, as the engine scores its hypotheses
-
-        hyps = [test.decode(test.tokens[i]) for i in te]
-        refs = [test.decode(test.target[i]) for i in te]
-        score = bleu(hyps, refs, bleu_tokenize)
-        rows.append(dict(metric="bleu", baseline="copy_source", value=float(score["bleu"]), n_examples=len(te),
-                         n_targets=sum(len(test.target[i]) for i in te)))
+        rows += _copy_source_bleu(test, te, bleu_tokenize)
     else:
         raise ValueError(f"no trivial baseline for family {family!r}")
     return rows
+
+
+def _copy_source_bleu(test, te: np.ndarray, bleu_tokenize: str) -> list[dict]:
+    """Copying the source as the translation, scored as the engine scores its hypotheses: sacreBLEU
+    of the plain text against the untokenised references where the data keeps them (``bleu``), and
+    tokenised BLEU (``bleu_tok``: Moses data with BPE removed, after compound splitting where the
+    data asks for it; other data: sacreBLEU's 13a tokenisation of the plain text)."""
+    from normlab import metrics
+
+    text = test.target_text()  # Moses + subword-nmt data; None: the tokenizer's own decoding
+    options = test.meta.get("text", {}) if text is not None else {}
+    hyps = [test.decode(test.tokens[i]) for i in te]
+    refs = [test.reference(i) if test.references is not None else test.decode(test.target[i]) for i in te]
+    if text is not None:
+        tok_hyps = [text.tokenized(test.tokens[i], escape_unk=False) for i in te]
+        tok_refs = [text.tokenized(test.target[i], escape_unk=True) for i in te]
+    else:
+        from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+        tok13a = Tokenizer13a()
+        tok_hyps, tok_refs = [tok13a(h) for h in hyps], [tok13a(r) for r in refs]
+    if options.get("compound_split"):
+        tok_hyps, tok_refs = [metrics.compound_split(h) for h in tok_hyps], [metrics.compound_split(r) for r in tok_refs]
+    n = dict(n_examples=len(te), n_targets=sum(len(test.target[i]) for i in te))
+    sacre = metrics.bleu(hyps, refs, bleu_tokenize, lowercase=bool(options.get("lowercase")))["bleu"]
+    return [dict(metric="bleu", baseline="copy_source", value=float(sacre), **n),
+            dict(metric="bleu_tok", baseline="copy_source_tok", value=float(metrics.tokenized_bleu(tok_hyps, tok_refs)),
+                 **n)]
 
 
 def compute(settings: list[dict], cache: str | Path | None) -> pd.DataFrame:

@@ -46,7 +46,8 @@ BASELINES_TABLE = "baselines"
 BASELINE_COLUMNS = ["dataset", "corpus", "task", "metric", "baseline", "value", "split", "n_examples",
                     "n_targets", "selection"]
 # A learning bar's baseline kind -> the metric it is measured in.
-BASELINE_METRIC = {"copy_source": "bleu", "unigram": "ppl", "majority": "accuracy", "all_o": "f1"}
+BASELINE_METRIC = {"copy_source": "bleu", "copy_source_tok": "bleu_tok", "unigram": "ppl", "majority": "accuracy",
+                   "all_o": "f1"}
 
 # Every table `normlab stats` writes (results/stats/NAME.csv), plus the declared settings it used.
 STATS_TABLES = ("summary", "comparisons", "learning_bars", "tid_layers", "tid_summary", "tid_profile", "tid_curves",

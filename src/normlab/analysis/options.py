@@ -34,6 +34,7 @@ DEFAULTS: dict = {
     "tid_windows": {"burn_in": 3.0, "early": 0.2, "late": 0.2},
     "margins": {
         "bleu": {"value": 0.5, "relative": False},
+        "bleu_tok": {"value": 0.5, "relative": False},
         "accuracy": {"value": 0.01, "relative": False},
         "f1": {"value": 0.01, "relative": False},
         "ppl": {"value": 0.02, "relative": True},
@@ -41,6 +42,7 @@ DEFAULTS: dict = {
     },
     "learning_bars": {
         "bleu": {"baseline": "copy_source", "margin": 1.0, "relative": False},
+        "bleu_tok": {"baseline": "copy_source_tok", "margin": 1.0, "relative": False},
         "ppl": {"baseline": "unigram", "margin": 0.10, "relative": True},
         "accuracy": {"baseline": "majority", "margin": 0.05, "relative": False},
         "f1": {"baseline": "all_o", "margin": 0.05, "relative": False},

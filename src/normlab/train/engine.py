@@ -512,7 +512,7 @@ class _Run:
             "placement": self.cfg["model"]["placement"],
             "norm_scope": self.cfg["model"]["norm_scope"],
             "norm_sites": self.cfg["model"]["norm_sites"],
-            "primary_metric": self.family.primary_metric(self.task.tag_scheme),
+            "primary_metric": self.family.primary_metric(self.task),
         }
         if status == "diverged":
             final.update(diverged_at_step=diverged_at, test=None, valid=None)

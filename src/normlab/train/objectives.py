@@ -56,7 +56,3 @@ def evaluate(
     finally:
         model.train(was_training)
 
-
-def primary_metric(family: str | Family, tag_scheme: str = "tags") -> str:
-    """The metric a family's tables report."""
-    return get_family(family).primary_metric(tag_scheme)

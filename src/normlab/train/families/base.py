@@ -230,8 +230,8 @@ class Family(ABC):
         """Evaluations beyond the loss pass (``decode``: the decoding one, for a family that ``decodes``)."""
         return []
 
-    def primary_metric(self, tag_scheme: str = "tags") -> str:
-        """The metric a family's tables report (``tag_scheme``: ``TaskData.tag_scheme``)."""
+    def primary_metric(self, task: TaskData) -> str:
+        """The metric the tables report for runs on ``task``."""
         return self.score
 
 

@@ -208,8 +208,8 @@ class Tagging(TextFamily):
             return []
         return [EntityF1(task.label_names, task.tag_scheme, self.predict)]
 
-    def primary_metric(self, tag_scheme: str = "tags") -> str:
-        return "f1" if tag_scheme in ENTITY_SCHEMES else "accuracy"
+    def primary_metric(self, task: TaskData) -> str:
+        return "f1" if task.tag_scheme in ENTITY_SCHEMES else "accuracy"
 
 
 class EntityF1:

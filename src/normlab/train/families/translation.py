@@ -149,8 +149,12 @@ class Translation(TextFamily):
     def evaluation_extras(self, task: TaskData, split: str, eval_cfg: dict, decode: bool) -> list:
         return [BeamSearchBleu(task, split, eval_cfg)] if decode else []
 
-    def primary_metric(self, tag_scheme: str = "tags") -> str:
-        return "bleu"
+    def primary_metric(self, task: TaskData) -> str:
+        """Tokenised BLEU where the data was prepared as the papers' scripts prepare it (Moses, BPE: the
+        published numbers are fairseq-generate's tokenised BLEU), else sacreBLEU (``bleu_tok`` of
+        other data is only sacreBLEU's 13a tokenisation without smoothing)."""
+        text = task.splits["train"].text
+        return "bleu_tok" if text is not None and text.tokenized is not None else "bleu"
 
 
 class BeamSearchBleu:
