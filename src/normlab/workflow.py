@@ -45,8 +45,8 @@ import yaml
 from normlab.analysis import options as analysis_options
 from normlab.analysis.contract import BASELINE_METRIC, MANIFEST_COLUMNS
 from normlab.data import DATASETS
-from normlab.metrics import HIGHER_IS_BETTER
 from normlab.data import card as data_card
+from normlab.metrics import HIGHER_IS_BETTER
 from normlab.norms import NORMS, BatchStatNorm
 from normlab.train import fit
 from normlab.train.config import ConfigError, describe_error, merge, validate
