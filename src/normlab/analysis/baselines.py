@@ -120,7 +120,8 @@ def _copy_source_bleu(test, te: np.ndarray, bleu_tokenize: str) -> list[dict]:
         tok13a = Tokenizer13a()
         tok_hyps, tok_refs = [tok13a(h) for h in hyps], [tok13a(r) for r in refs]
     if options.get("compound_split"):
-        tok_hyps, tok_refs = [metrics.compound_split(h) for h in tok_hyps], [metrics.compound_split(r) for r in tok_refs]
+        tok_hyps = [metrics.compound_split(h) for h in tok_hyps]
+        tok_refs = [metrics.compound_split(r) for r in tok_refs]
     n = dict(n_examples=len(te), n_targets=sum(len(test.target[i]) for i in te))
     sacre = metrics.bleu(hyps, refs, bleu_tokenize, lowercase=bool(options.get("lowercase")))["bleu"]
     return [dict(metric="bleu", baseline="copy_source", value=float(sacre), **n),

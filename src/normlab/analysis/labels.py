@@ -20,10 +20,11 @@ TASK_ORDER = ("image", "lm", "lm_stream", "translation", "tagging", "classificat
 TID_KIND_LABELS = {"mean_tid": "mean TID  ‖μ_B − μ̂‖ / ‖σ̂‖", "var_tid": "variance TID  ‖σ_B − σ̂‖ / ‖σ̂‖"}
 TID_SUMMARY_LABELS = {"first": "first BN layer", "max": "maximum over layers", "mean": "mean over layers"}
 MEASURE_LABELS = {"c50": "C50%  λ₁/λ₅₀%", "c80": "C80%  λ₁/λ₈₀%", "cmax": "Cmax  λ_max"}
-METRIC_UNITS = {"bleu": "BLEU", "bleu_tok": "tokenised BLEU", "accuracy": "accuracy (%)", "f1": "F1 (%)", "ppl": "perplexity",
-                "loss": "nats per target"}
+METRIC_UNITS = {"bleu": "BLEU", "bleu_tok": "tokenised BLEU", "accuracy": "accuracy (%)", "f1": "F1 (%)",
+                "ppl": "perplexity", "loss": "nats per target"}
 PERCENT_METRICS = ("accuracy", "f1")  # the engine reports fractions; the papers print percent
-BASELINE_LABELS = {"copy_source": "copy-source BLEU", "copy_source_tok": "copy-source tokenised BLEU", "unigram": "unigram-LM perplexity",
+BASELINE_LABELS = {"copy_source": "copy-source BLEU", "copy_source_tok": "copy-source tokenised BLEU",
+                   "unigram": "unigram-LM perplexity",
                    "majority": "majority class / tag", "all_o": "all-O tagging"}
 
 
