@@ -35,6 +35,7 @@ from .objectives import BATCH_STATS_MODES
 from .runtime import DEVICES, PRECISIONS, PROGRESS
 from .schedules import SCHEDULES
 from .tasks import SOURCES, check_data_options, data_options
+from .tensorboard_log import check_installed as check_tensorboard_installed
 
 __all__ = ["ConfigError", "config_hash", "describe_error", "load", "merge", "schema", "validate"]
 
@@ -123,6 +124,7 @@ def schema() -> dict:
                     "precision": _enum(PRECISIONS),
                     "progress": _enum(PROGRESS),
                     "threads": {"type": ["integer", "null"], "minimum": 1},
+                    "tensorboard": _BOOL,
                 }
             ),
             "eval": _obj(
@@ -171,6 +173,7 @@ DEFAULTS: dict = {
         "precision": "auto",
         "progress": "auto",
         "threads": None,
+        "tensorboard": False,
     },
     "eval": {
         "beam": 5,
@@ -299,6 +302,8 @@ def _check_semantics(cfg: dict) -> None:
         raise ConfigError("train.eval_every must be a multiple of train.log_every")
     if cfg["train"]["checkpoint_every"] and cfg["train"]["checkpoint_every"] % cfg["train"]["log_every"]:
         raise ConfigError("train.checkpoint_every must be a multiple of train.log_every")
+    if cfg["train"]["tensorboard"]:
+        check_tensorboard_installed()  # an optional package: missing is a config error, before any training
 
 
 def _check_model(cfg: dict) -> None:
