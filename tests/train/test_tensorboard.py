@@ -115,3 +115,11 @@ def test_tensorboard_without_the_package_is_a_one_line_config_error(monkeypatch)
         validate(run_config("classification", train={"tensorboard": True}))
     assert "pip install 'normlab[tensorboard]'" in str(err.value) and "\n" not in str(err.value)
     validate(run_config("classification", train={"tensorboard": False}))  # off: nothing is needed
+
+
+def test_a_finished_tensorboard_run_reads_back_without_the_package(tmp_path, monkeypatch):
+    from normlab.train import load_run
+
+    train(run_config("classification", train={"max_steps": 10, "tensorboard": True}), tmp_path / "run")
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # e.g. `normlab probe` where only the core is installed
+    assert load_run(tmp_path / "run").cfg["train"]["tensorboard"] is True

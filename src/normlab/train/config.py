@@ -219,8 +219,10 @@ def merge(defaults: dict, given: dict) -> dict:
     return out
 
 
-def validate(config: dict) -> dict:
-    """Check a run config and return it with defaults filled in; raises ConfigError naming the problem."""
+def validate(config: dict, *, to_train: bool = True) -> dict:
+    """Check a run config and return it with defaults filled in; raises ConfigError naming the problem.
+    ``to_train``: the config is about to be trained (or a workflow cell checked), so the optional packages
+    it asks for must be installed (``train.tensorboard``); False for a finished run read back."""
     if not isinstance(config, dict):
         raise ConfigError(f"a run config is a mapping of sections; got {type(config).__name__}")
     _check_finite(config)
@@ -228,6 +230,8 @@ def validate(config: dict) -> dict:
     cfg = merge(DEFAULTS, config)
     _check_data(cfg)
     _check_semantics(cfg)
+    if to_train and cfg["train"]["tensorboard"]:
+        check_tensorboard_installed()  # an optional package: missing is a config error, before any training
     _fill_norm_defaults(cfg)
     _check_model(cfg)
     return cfg
@@ -302,8 +306,6 @@ def _check_semantics(cfg: dict) -> None:
         raise ConfigError("train.eval_every must be a multiple of train.log_every")
     if cfg["train"]["checkpoint_every"] and cfg["train"]["checkpoint_every"] % cfg["train"]["log_every"]:
         raise ConfigError("train.checkpoint_every must be a multiple of train.log_every")
-    if cfg["train"]["tensorboard"]:
-        check_tensorboard_installed()  # an optional package: missing is a config error, before any training
 
 
 def _check_model(cfg: dict) -> None:
@@ -325,8 +327,8 @@ def _check_model(cfg: dict) -> None:
             raise ConfigError(f"{key}: {err}") from None
 
 
-def load(path: str | Path) -> dict:
-    """Read and validate a YAML run config."""
+def load(path: str | Path, *, to_train: bool = True) -> dict:
+    """Read and validate a YAML run config (``to_train``: as :func:`validate`)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -346,7 +348,7 @@ def load(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"run config {path} is not a mapping of sections (task, data, model, ...); "
                           f"it holds {'nothing' if raw is None else type(raw).__name__}")
-    return validate(raw)
+    return validate(raw, to_train=to_train)
 
 
 def config_hash(cfg: dict) -> str:

@@ -72,7 +72,7 @@ def load_run(
                 f"{run_dir} is not a finished run: it has no {name} (final.json is written last; finish the run "
                 f"with `normlab train --config ... --out {run_dir} --resume`)"
             )
-    cfg = config_mod.load(run_dir / "config.yaml")
+    cfg = config_mod.load(run_dir / "config.yaml", to_train=False)  # read back: tensorboard not needed
     final = json.loads((run_dir / "final.json").read_text())
     if cache is not None and cfg["data"]["source"] == "normlab":
         cfg["data"]["options"] = {**cfg["data"].get("options", {}), "cache": str(cache)}
