@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -144,6 +145,24 @@ def test_an_augmented_run_is_seeded_and_resumes_exactly(tiny_datasets, tmp_path)
     assert train_losses(tmp_path / "split") == train_losses(tmp_path / "whole")
     assert resumed["test"] == whole["test"] and resumed["valid"] == whole["valid"]
     assert resumed["averaged_checkpoints"] == whole["averaged_checkpoints"] == ["step_00000020.pt", "step_00000030.pt"]
+
+
+def test_a_finished_augmented_run_reads_back_the_same_augmented_batches_every_time(tiny_datasets, tmp_path):
+    """load_run's first epoch (what `normlab probe` measures TID on): augmented as in training, the same
+    on every call whatever the caller's generator, which it leaves alone."""
+    from normlab.train import load_run
+
+    train(image_config(tiny_datasets, {"crop_padding": 2, "flip": True}, max_steps=5), tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = [b.tensors["images"] for b in run.first_epoch()]
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(456)
+    assert all(torch.equal(a, b.tensors["images"]) for a, b in zip(first, run.first_epoch(), strict=True))
+    images = run.task.splits["train"][0]
+    plain = [images[torch.from_numpy(np.asarray(b.indices))] for b in run.first_epoch()]
+    assert not any(torch.equal(a, b) for a, b in zip(first, plain, strict=True))
 
 
 def test_augment_is_an_image_option_with_checked_values(tiny_datasets):
