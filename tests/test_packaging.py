@@ -74,6 +74,7 @@ def test_extras_include_what_they_build_on():
     assert {"snakemake", "snakemake-executor-plugin-slurm"} <= names["workflow"]
     assert {"jupytext", "papermill", "ipykernel", "jupyterlab"} <= names["notebooks"]
     assert {"pytest", "pytest-xdist", "hypothesis", "ruff"} <= names["dev"]
+    assert names["tensorboard"] == {"tensorboard"} and "normlab[tensorboard]" in extras["dev"]
 
 
 def test_the_core_modules_import_nothing_of_the_workflow_stack():
@@ -230,6 +231,14 @@ def test_pip_install_into_a_clean_venv_gives_the_library_without_the_workflow_st
     r = subprocess.run([exe, "stats", "--help"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "pip install 'normlab[analysis]'" in r.stderr and "'normlab[workflow]'" in r.stderr
+    # TensorBoard is an extra too: asked for without it, a run stops at its config, before any training
+    config = tmp_path / "tb.yaml"
+    config.write_text(yaml.safe_dump({"task": "image", "data": {"source": "synthetic"},
+                                      "train": {"tensorboard": True}}))
+    r = subprocess.run([exe, "train", "--config", str(config), "--out", str(tmp_path / "tb_run")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "pip install 'normlab[tensorboard]'" in r.stderr and not (tmp_path / "tb_run").exists()
 
 
 # --- license and citation ------------------------------------------------------------------------

@@ -45,6 +45,15 @@ def make_config():
     return run_config
 
 
+def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] of the event files in ``folder`` as TensorBoard shows them (purges applied)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every event
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
 # --- tiny prepared datasets, one per family, built by normlab.data's real pipeline ----------------
 
 TINY_WORDS = "the cat sat on a mat and dog ran far away".split()

@@ -10,14 +10,14 @@ import sys
 
 import yaml
 
-from .conftest import run_config
+from .conftest import run_config, tensorboard_scalars
 
 
 def test_two_process_cpu_ddp_run_trains(tmp_path):
     cfg = run_config(
         "classification",
         model={"norm": "rbn", "norm_options": {"penalty_mean": 0.5}},
-        train={"max_steps": 40, "checkpoint_every": 20, "tid_every": 10},
+        train={"max_steps": 40, "checkpoint_every": 20, "tid_every": 10, "tensorboard": True},
     )
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -53,3 +53,6 @@ def test_two_process_cpu_ddp_run_trains(tmp_path):
     ]
     assert losses[-1] < 0.8 * losses[0]
     assert set(final["test"]) == {"population", "batch_stats"}
+    # rank 0 alone writes TensorBoard events: one file, every log step once
+    assert len(list((tmp_path / "out" / "tensorboard").iterdir())) == 1
+    assert [s for s, _ in tensorboard_scalars(tmp_path / "out" / "tensorboard")["train/loss"]] == [10, 20, 30, 40]

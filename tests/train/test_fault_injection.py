@@ -25,18 +25,19 @@ from normlab.cli import main
 from normlab.train import ConfigError, RunLockedError, RunStateError, train
 from normlab.train import checkpoint as ckpt
 
-from .conftest import run_config
+from .conftest import run_config, tensorboard_scalars
 
 CHILD = Path(__file__).with_name("fault_child.py")
 BIN = Path(sys.executable).parent
 TIMING = ("elapsed_s", "tokens_per_s")  # wall-clock fields of metrics.jsonl, the only ones allowed to differ
 
-# 40 steps, a checkpoint every 15 (steps 15, 30 and the final 40), averaging all three; BN with online TID
+# 40 steps, a checkpoint every 15 (steps 15, 30 and the final 40), averaging all three; BN with online TID;
+# TensorBoard events too
 CONFIG = run_config(
     "tagging",
     model={"norm": "bn"},
     train={"max_steps": 40, "log_every": 5, "eval_every": 10, "checkpoint_every": 15, "average_last": 3,
-           "tid_every": 5},
+           "tid_every": 5, "tensorboard": True},
 )
 
 
@@ -78,6 +79,12 @@ def assert_same_run(out: Path, final: dict, reference: tuple[Path, dict]) -> Non
         a, b = (torch.load(d / "checkpoints" / name, weights_only=False)["model"] for d in (out, ref_out))
         assert all(torch.equal(a[k], b[k]) for k in a), name
     assert not [p for p in out.rglob("*.tmp")], "a temporary half was left behind"
+    # TensorBoard shows the uninterrupted run's curves: every step once, the same values (timings aside)
+    events, ref_events = (tensorboard_scalars(d / "tensorboard") for d in (out, ref_out))
+    assert set(events) == set(ref_events)
+    for tag, points in ref_events.items():
+        same = (lambda e: [s for s, _ in e]) if tag.split("/")[-1] in TIMING else (lambda e: e)
+        assert same(events[tag]) == same(points), tag
 
 
 @pytest.mark.parametrize(

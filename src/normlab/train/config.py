@@ -41,6 +41,7 @@ from .objectives import BATCH_STATS_MODES
 from .runtime import DEVICES, PRECISIONS, PROGRESS
 from .schedules import SCHEDULES
 from .tasks import SOURCES, check_data_options, data_options
+from .tensorboard_log import check_installed as check_tensorboard_installed
 
 __all__ = ["ConfigError", "config_hash", "describe_error", "load", "merge", "schema", "validate"]
 
@@ -148,6 +149,7 @@ def schema() -> dict:
                     "precision": _enum(PRECISIONS),
                     "progress": _enum(PROGRESS),
                     "threads": {"type": ["integer", "null"], "minimum": 1},
+                    "tensorboard": _BOOL,
                 }
             ),
             "eval": _obj(
@@ -197,6 +199,7 @@ DEFAULTS: dict = {
         "precision": "auto",
         "progress": "auto",
         "threads": None,
+        "tensorboard": False,
     },
     "eval": {
         "beam": 5,
@@ -242,8 +245,10 @@ def merge(defaults: dict, given: dict) -> dict:
     return out
 
 
-def validate(config: dict) -> dict:
-    """Check a run config and return it with defaults filled in; raises ConfigError naming the problem."""
+def validate(config: dict, *, to_train: bool = True) -> dict:
+    """Check a run config and return it with defaults filled in; raises ConfigError naming the problem.
+    ``to_train``: the config is about to be trained (or a workflow cell checked), so the optional packages
+    it asks for must be installed (``train.tensorboard``); False for a finished run read back."""
     if not isinstance(config, dict):
         raise ConfigError(f"a run config is a mapping of sections; got {type(config).__name__}")
     _check_finite(config)
@@ -251,6 +256,8 @@ def validate(config: dict) -> dict:
     cfg = merge(DEFAULTS, config)
     _check_data(cfg)
     _check_semantics(cfg)
+    if to_train and cfg["train"]["tensorboard"]:
+        check_tensorboard_installed()  # an optional package: missing is a config error, before any training
     _fill_norm_defaults(cfg)
     _check_model(cfg)
     return cfg
@@ -351,8 +358,8 @@ def _check_model(cfg: dict) -> None:
             raise ConfigError(f"{key}: {err}") from None
 
 
-def load(path: str | Path) -> dict:
-    """Read and validate a YAML run config."""
+def load(path: str | Path, *, to_train: bool = True) -> dict:
+    """Read and validate a YAML run config (``to_train``: as :func:`validate`)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -372,7 +379,7 @@ def load(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"run config {path} is not a mapping of sections (task, data, model, ...); "
                           f"it holds {'nothing' if raw is None else type(raw).__name__}")
-    return validate(raw)
+    return validate(raw, to_train=to_train)
 
 
 def config_hash(cfg: dict) -> str:

@@ -6,6 +6,7 @@ Output folder::
     config.yaml        the validated config (defaults filled in)
     metrics.jsonl      one record per log interval (train) and per evaluation (valid)
     tid.jsonl          online TID records (train.tid_every > 0, models with batch-statistics norms)
+    tensorboard/       TensorBoard events of the same records (train.tensorboard: true; tensorboard_log.py)
     checkpoints/       last.pt (full state for --resume) and step_XXXXXXXX.pt (weights, for averaging)
     final.json         status (completed | diverged), test metrics, steps, wall time, memory, ...
 
@@ -59,6 +60,8 @@ from .objectives import evaluate, evaluates_with_batch_stats
 from .runtime import autocast_for, device_kind, pick_device
 from .schedules import learning_rate
 from .tasks import load_task
+from .tensorboard_log import FOLDER as TENSORBOARD_FOLDER
+from .tensorboard_log import TensorBoardLog
 
 __all__ = ["OutputExistsError", "build_run_model", "train", "train_batches"]
 
@@ -132,6 +135,7 @@ def clear_run_folder(out: Path, why: str) -> None:
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(out / TENSORBOARD_FOLDER, ignore_errors=True)
     print(f"normlab train: {out} held {why}; cleared it and starting afresh", file=sys.stderr)
 
 
@@ -342,6 +346,10 @@ class _Run:
             for name in LOGS:
                 (out / name).unlink(missing_ok=True)
             shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+            shutil.rmtree(out / TENSORBOARD_FOLDER, ignore_errors=True)
+        self.tensorboard = None  # rank 0's TensorBoardLog, fed what _log writes (train.tensorboard)
+        if world.main and self.tcfg["tensorboard"]:
+            self.tensorboard = TensorBoardLog(out, self.model, resume_step=self.step if state is not None else None)
         world.barrier()
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -362,6 +370,8 @@ class _Run:
         """step_N.pt first, then last.pt: a kill between the two leaves last.pt at the previous
         checkpoint, and resuming from it removes the newer step_N.pt (repair_to_checkpoint)."""
         state = self._state()  # every rank takes part in gathering the RNG states
+        if self.tensorboard is not None:
+            self.tensorboard.flush()  # every event up to this step is on disk before last.pt says so
         if self.world.main:
             save_step_checkpoint(self.ckpt_dir, self.step, state["model"])
             ckpt.save(self.ckpt_dir / "last.pt", state)
@@ -380,6 +390,8 @@ class _Run:
     def _log(self, name: str, records: list[dict]) -> None:
         if self.world.main:
             ckpt.append_jsonl(self.out / name, records)
+        if self.tensorboard is not None:
+            self.tensorboard.log(name, records)
 
     def _progress(self):
         mode = self.tcfg["progress"]
@@ -404,6 +416,7 @@ class _Run:
         recorder = self._tid_recorder()
         bar, line_logs = self._progress()
         loss_sum = torch.zeros((), device=self.device)
+        task_loss_sum = torch.zeros((), device=self.device)  # without RBN's penalty
         window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
         status, diverged_at = "completed", None
         self.wrapped.train()
@@ -422,6 +435,7 @@ class _Run:
                 torch.nn.utils.clip_grad_norm_(params, self.ocfg["clip_norm"])
             self.optimizer.step()
             loss_sum += total.detach()
+            task_loss_sum += loss.detach()
             window_steps += 1
             window_tokens += batch.n_tokens
             if recorder is not None and self.step % self.tcfg["tid_every"] == 0:
@@ -430,7 +444,7 @@ class _Run:
             if self.step % log_every and self.step != max_steps:
                 continue
             # --- log interval: the one place the host reads device values ---
-            mean_loss = (loss_sum / window_steps).item()
+            mean_loss, mean_task_loss = (torch.stack([loss_sum, task_loss_sum]) / window_steps).tolist()
             now = time.perf_counter()
             self.elapsed += now - window_start
             tokens_per_s = window_tokens * self.world.world_size / max(now - window_start, 1e-9)
@@ -439,6 +453,7 @@ class _Run:
                 "step": self.step,
                 "kind": "train",
                 "loss": mean_loss,
+                "task_loss": mean_task_loss,
                 "lr": lr,
                 "tokens_per_s": tokens_per_s,
                 "elapsed_s": self.elapsed,
@@ -459,6 +474,7 @@ class _Run:
                 status, diverged_at = "diverged", self.step
                 break
             loss_sum.zero_()
+            task_loss_sum.zero_()
             window_steps, window_tokens = 0, 0
             if self.tcfg["eval_every"] and self.step % self.tcfg["eval_every"] == 0:
                 valid = self._evaluate("valid", decode=self.ecfg["decode_valid"])
@@ -468,6 +484,8 @@ class _Run:
             window_start = time.perf_counter()
             if stop_at_step is not None and self.step >= stop_at_step:
                 bar.close()
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
                 return {"status": "interrupted", "steps": self.step}
         bar.close()
         return self._finish(status, diverged_at)
@@ -526,6 +544,9 @@ class _Run:
             final["valid"] = self._evaluate_twice("valid", decode=decodes and self.ecfg["decode_valid"])
             final["test"] = self._evaluate_twice("test", decode=decodes)
         final["peak_memory_mb"] = peak_memory_mb(self.device)
+        if self.tensorboard is not None:
+            self.tensorboard.final(self.step, final)
+            self.tensorboard.close()
         if self.world.main:
             ckpt.write_json(self.out / "final.json", final)
         self.world.barrier()

@@ -43,9 +43,21 @@ class LoadedRun:
     batches: list[np.ndarray]  # the run's fixed training index batches
 
     def first_epoch(self) -> Iterator[Batch]:
-        """The training batches of the run's first epoch, in the order the run drew them, on ``device``."""
+        """The training batches of the run's first epoch, in the order the run drew them, on ``device``.
+
+        What a batch draws from torch's global CPU generator (an augmented image batch's crops and flips)
+        comes from a generator of its own, seeded from the run's seed, so the batches are the same on every
+        call and the caller's generator (its dropout masks) is left as it was."""
         stream = EpochStream(self.task, self.batches, self.cfg["seed"])
-        return (next(stream).to(self.device) for _ in range(len(self.batches)))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg["seed"])
+            state = torch.get_rng_state()
+        for _ in range(len(self.batches)):
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(state)
+                batch = next(stream)
+                state = torch.get_rng_state()
+            yield batch.to(self.device)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The model's logits on a batch (on ``device``), under the run's autocast; gradients as the
@@ -72,7 +84,7 @@ def load_run(
                 f"{run_dir} is not a finished run: it has no {name} (final.json is written last; finish the run "
                 f"with `normlab train --config ... --out {run_dir} --resume`)"
             )
-    cfg = config_mod.load(run_dir / "config.yaml")
+    cfg = config_mod.load(run_dir / "config.yaml", to_train=False)  # read back: tensorboard not needed
     final = json.loads((run_dir / "final.json").read_text())
     if cache is not None and cfg["data"]["source"] == "normlab":
         cfg["data"]["options"] = {**cfg["data"].get("options", {}), "cache": str(cache)}

@@ -36,6 +36,11 @@ NORMLAB_DATA_OPTIONS: dict[str, dict] = {
     "max_len": _LIMIT,
     "length_range": {"type": ["array", "null"], "items": _COUNT, "minItems": 2, "maxItems": 2},
     "source_eos": {"type": ["boolean", "null"]},  # translation: end every source in EOS (fairseq); null: the data's
+    "augment": {  # image: per-image random crop of the zero-padded image and horizontal flip, training batches only
+        "type": ["object", "null"],
+        "properties": {"crop_padding": {"type": "integer", "minimum": 0}, "flip": {"type": "boolean"}},
+        "additionalProperties": False,
+    },
 }
 # The options of a synthetic task: its split sizes and the fields of SyntheticOptions.
 SYNTHETIC_DATA_OPTIONS: dict[str, dict] = {
