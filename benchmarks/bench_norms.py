@@ -4,7 +4,8 @@
 
 All norms are timed in one run, round by round, in a new seeded random order each round (a fixed order
 gave the norm timed after a slow one a position penalty), at a Transformer-like shape with ~10 % padding;
-the table reports each norm's median over rounds divided by ``ln``'s, and the minor page faults of its
+the table reports the median over rounds of each norm's time divided by ``ln``'s in the same round
+(paired, so that the load of other processes cancels), and the minor page faults of its
 timed call (first touches of memory that the C library had handed back to the system: a norm that
 allocates many large temporaries pays for them here, and so can the norm timed after it).  A reference
 row times ``torch.nn.BatchNorm1d`` over all tokens (no padding mask): PyTorch's own fused BN kernels
@@ -86,8 +87,18 @@ def build_norms(args) -> dict[str, nn.Module]:
     return norms
 
 
+def ratios_to(times: dict[str, list[float]], reference: str) -> dict[str, float]:
+    """Median over rounds of each entry's time divided by ``reference``'s time in the same round.
+
+    Pairing within a round cancels the load that other processes put on the machine from one round to
+    the next (a ratio of medians does not: on a shared machine it moved by ±20 % between runs).
+    """
+    return {name: statistics.median(a / b for a, b in zip(t, times[reference], strict=True))
+            for name, t in times.items()}
+
+
 def time_fwd_bwd(norms: dict, args) -> tuple[dict[str, float], dict[str, float]]:
-    """Per norm: median fwd+bwd seconds over shuffled rounds, and mean minor page faults of the timed call."""
+    """Per norm: fwd+bwd time as a ratio to ``ln`` (``ratios_to``), and mean minor page faults per call."""
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
     grad = torch.randn_like(x)
     times: dict[str, list[float]] = {name: [] for name in norms}
@@ -103,7 +114,7 @@ def time_fwd_bwd(norms: dict, args) -> tuple[dict[str, float], dict[str, float]]
             if round_ >= args.warmup:
                 times[name].append(time.perf_counter() - start)
                 faults[name].append(minor_page_faults() - faults_before)
-    return {name: statistics.median(t) for name, t in times.items()}, {n: statistics.mean(f) for n, f in faults.items()}
+    return ratios_to(times, "ln"), {n: statistics.mean(f) for n, f in faults.items()}
 
 
 class ResidualFFNStack(nn.Module):
@@ -132,8 +143,9 @@ class ResidualFFNStack(nn.Module):
 STEP_NORMS = ("ln", "bn", "rbn")
 
 
-def time_steps(setups: dict, args, after_step=None) -> dict[str, float]:
-    """Median training-step seconds per setup (model, callable, optimizer) over shuffled rounds.
+def time_steps(setups: dict, args, after_step=None) -> tuple[dict[str, float], dict[str, float]]:
+    """Training-step time per setup (model, callable, optimizer) over shuffled rounds: the ratio to the
+    ``ln`` setup (``ratios_to``) and the median seconds.
 
     ``after_step(name, round_)``, when given, runs after each step, outside the timed interval.
     """
@@ -153,11 +165,12 @@ def time_steps(setups: dict, args, after_step=None) -> dict[str, float]:
                 steps[name].append(time.perf_counter() - start)
             if after_step is not None:
                 after_step(name, round_)
-    return {name: statistics.median(t) for name, t in steps.items()}
+    return ratios_to(steps, "ln"), {name: statistics.median(t) for name, t in steps.items()}
 
 
 def time_training_steps(args) -> tuple[dict[str, float], float]:
-    """Median training-step time of the stack per norm (shuffled rounds), and of one TID ``record`` call."""
+    """Training step of the stack per norm as a ratio to ``ln`` (shuffled rounds), and the median time of
+    one TID ``record`` call as a fraction of the median ``bn`` step."""
     setups = {}
     for name in STEP_NORMS:
         for label in (name, compiled_label(name)) if args.compile else (name,):
@@ -175,9 +188,9 @@ def time_training_steps(args) -> tuple[dict[str, float], float]:
             if round_ >= args.warmup:
                 records.append(time.perf_counter() - start)
 
-    steps = time_steps(setups, args, record_tid)
+    ratios, seconds = time_steps(setups, args, record_tid)
     recorder.flush()
-    return steps, statistics.median(records)
+    return ratios, statistics.median(records) / seconds["bn"]
 
 
 def arguments(description: str) -> argparse.ArgumentParser:
@@ -210,18 +223,18 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd ln, bn and rbn")
     args = parser.parse_args()
     setup(args)
-    medians, faults = time_fwd_bwd(build_norms(args), args)
+    ratios, faults = time_fwd_bwd(build_norms(args), args)
     print("| norm | fwd+bwd / ln | page faults per call |")
     print("|---|---|---|")
-    for name, t in medians.items():
-        print(f"| `{name}` | {t / medians['ln']:.2f} | {faults[name]:.0f} |")
+    for name, ratio in ratios.items():
+        print(f"| `{name}` | {ratio:.2f} | {faults[name]:.0f} |")
     steps, record = time_training_steps(args)
     print("\nTraining step of a 6-layer Post-Norm residual FFN stack (12 norms, AdamW), same shape:\n")
     print("| norm | step / ln step |")
     print("|---|---|")
-    for name, t in steps.items():
-        print(f"| `{name}` | {t / steps['ln']:.2f} |")
-    print(f"\nOnline TID recording of the 12 BN layers, called every step: {100 * record / steps['bn']:.2f} % "
+    for name, ratio in steps.items():
+        print(f"| `{name}` | {ratio:.2f} |")
+    print(f"\nOnline TID recording of the 12 BN layers, called every step: {100 * record:.2f} % "
           f"of a training step (recording every N steps costs 1/N of that).")
 
 

@@ -45,6 +45,12 @@ def test_every_round_times_every_norm_in_a_seeded_shuffled_order():
     assert list(shuffled_rounds(names, 8, seed=4)) != rounds
 
 
+def test_ratios_pair_each_round_with_the_reference_so_a_changing_load_cancels():
+    ratios_to = _bench_norms().ratios_to
+    times = {"ln": [1.0, 4.0, 2.0, 8.0], "bn": [1.2, 4.8, 2.4, 9.6], "none": [0.5, 2.0, 1.0, 4.0]}  # load varies
+    assert ratios_to(times, "ln") == {"ln": 1.0, "bn": pytest.approx(1.2), "none": 0.5}
+
+
 @pytest.mark.slow  # compiles three candidates (~1 min on 2 shared cores)
 def test_bn_candidates_agree_with_bn_and_print_both_tables():
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bn_candidates.py"), "--batch", "2", "--time", "8", "--dim", "16"]
