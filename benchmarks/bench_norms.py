@@ -1,6 +1,7 @@
 """Forward+backward time of every norm, as a ratio to ``ln``, and the cost of online TID recording.
 
-    python benchmarks/bench_norms.py [--batch 64 --time 64 --dim 512 --repeats 30 --seed 0 --threads N --compile]
+    python benchmarks/bench_norms.py [--batch 64 --time 64 --dim 512 --repeats 30 --step-repeats 30 --seed 0
+                                     --threads N --compile]
 
 All norms are timed in one run, round by round, in a new seeded random order each round (a fixed order
 gave the norm timed after a slow one a position penalty), at a Transformer-like shape with ~10 % padding;
@@ -151,7 +152,8 @@ def time_steps(setups: dict, args, after_step=None) -> tuple[dict[str, float], d
     """
     x, pad = padded_batch(args.batch, args.time, args.dim, args.device)
     steps: dict[str, list[float]] = {name: [] for name in setups}
-    for round_, order in shuffled_rounds(setups, args.warmup + args.repeats, args.seed + 1):
+    repeats = args.repeats if args.step_repeats is None else args.step_repeats
+    for round_, order in shuffled_rounds(setups, args.warmup + repeats, args.seed + 1):
         for name in order:
             model, run, opt = setups[name]
             sync(args.device)
@@ -199,7 +201,8 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--time", type=int, default=64)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds of the fwd+bwd table")
+    parser.add_argument("--step-repeats", type=int, default=None, help="timed rounds of the step table (--repeats)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the order of each round")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -214,8 +217,9 @@ def setup(args) -> None:
     torch.manual_seed(args.seed)
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}")
+    steps = args.repeats if args.step_repeats is None else args.step_repeats
     print(f"# shape (batch, time, dim) = ({args.batch}, {args.time}, {args.dim}), ~10% padding, "
-          f"median of {args.repeats} rounds in a shuffled order (seed {args.seed})\n")
+          f"medians of {args.repeats} (fwd+bwd) and {steps} (steps) rounds in a shuffled order (seed {args.seed})\n")
 
 
 def main() -> None:
