@@ -4,17 +4,17 @@
                                      --threads N --compile]
 
 All norms are timed in one run, round by round, in a new seeded random order each round (a fixed order
-gave the norm timed after a slow one a position penalty), at a Transformer-like shape with ~10 % padding;
-the table reports the median over rounds of each norm's time divided by ``ln``'s in the same round
-(paired, so that the load of other processes cancels), and the minor page faults of its
-timed call (first touches of memory that the C library had handed back to the system: a norm that
-allocates many large temporaries pays for them here, and so can the norm timed after it).  A reference
-row times ``torch.nn.BatchNorm1d`` over all tokens (no padding mask): PyTorch's own fused BN kernels
-on the same machine.  Then a 6-layer residual FFN stack with 12 norms (the norm count of the RBN
-paper's encoder) is trained with ``ln``, ``bn`` and ``rbn`` side by side (shuffled the same way), and
-``OnlineTIDRecorder.record`` is timed against the ``bn`` training step.  ``--compile`` adds
-``torch.compile``d copies of ``ln``, ``bn`` and ``rbn`` to both tables (compilation happens in the
-untimed warm-up rounds).
+gave the norm timed after a slow one a position penalty), at a Transformer-like shape with ~10 % padding.
+The table reports the median over rounds of each norm's time divided by ``ln``'s in the same round
+(paired, so that the load of other processes cancels), and the minor page faults of its timed call
+(first touches of memory that the C library had handed back to the system: a norm that allocates many
+large temporaries pays for them here, and so can the norm timed after it).  Reference rows time
+``torch.nn.BatchNorm1d`` over all tokens (no padding mask: PyTorch's own fused BN kernels) and
+``torch.nn.functional.rms_norm`` (which ``rmsnorm`` does not use: it is composite on the CPU).  Then a
+6-layer residual FFN stack with 12 norms (the norm count of the RBN paper's encoder) is trained with
+``ln``, ``bn`` and ``rbn`` side by side (shuffled the same way), and ``OnlineTIDRecorder.record`` is
+timed against the ``bn`` training step.  ``--compile`` adds ``torch.compile``d copies of ``ln``, ``bn``
+and ``rbn`` to both tables (compilation happens in the untimed warm-up rounds).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from normlab.norms import NORMS, build_norm, regularization_loss
@@ -34,11 +35,23 @@ from normlab.tid import OnlineTIDRecorder
 
 OPTIONS = {"rbn": {"penalty_mean": 0.1, "penalty_var": 0.01}, "powernorm": {"groups": 4, "warmup_iters": 0}}
 NATIVE_BN = "torch BatchNorm1d (no mask)"  # a reference row: PyTorch's fused BN kernels on all tokens
+TORCH_RMS = "torch F.rms_norm"  # a reference row: PyTorch's RMSNorm (composite on the CPU), what rmsnorm replaced
 COMPILED = ("ln", "bn", "rbn")  # the norms that --compile adds once more, compiled
 
 
 def compiled_label(name: str) -> str:
     return f"{name} (torch.compile)"
+
+
+class TorchRMSNorm(nn.Module):
+    """torch.nn.functional.rms_norm with a gain, rmsnorm's eps (1e-8)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x, pad=None):
+        return F.rms_norm(x, (x.shape[-1],), self.weight, 1e-8)
 
 
 class NativeBatchNorm(nn.Module):
@@ -83,6 +96,7 @@ def build_norms(args) -> dict[str, nn.Module]:
 
     norms = {name: build(name) for name in NORMS}
     norms[NATIVE_BN] = NativeBatchNorm(args.dim).to(args.device)
+    norms[TORCH_RMS] = TorchRMSNorm(args.dim).to(args.device)
     if args.compile:
         norms.update({compiled_label(name): torch.compile(build(name)) for name in COMPILED})
     return norms
