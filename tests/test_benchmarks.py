@@ -28,7 +28,7 @@ def test_bench_norms_prints_every_norm_and_the_reference_rows():
     r = subprocess.run([*cmd, "--repeats", "2", "--warmup", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     ratios = dict(re.findall(r"^\| `([^`]+)` \| ([0-9.]+) \|(?: [0-9]+ \|)?$", r.stdout, flags=re.M))
-    for name in (*NORMS, "torch BatchNorm1d (no mask)"):
+    for name in (*NORMS, "torch BatchNorm1d (no mask)", "torch F.rms_norm"):
         assert name in ratios, f"no row for {name!r}:\n{r.stdout}"
     assert float(ratios["ln"]) == 1.0  # the table is relative to ln (the step table's ln row too)
     assert re.search(r"Online TID recording .*: [0-9.]+ % of a training step", r.stdout), r.stdout
@@ -46,13 +46,21 @@ def test_every_round_times_every_norm_in_a_seeded_shuffled_order():
     assert list(shuffled_rounds(names, 8, seed=4)) != rounds
 
 
+def test_ratios_pair_each_round_with_the_reference_so_a_changing_load_cancels():
+    ratios_to = _bench_norms().ratios_to
+    times = {"ln": [1.0, 4.0, 2.0, 8.0], "bn": [1.2, 4.8, 2.4, 9.6], "none": [0.5, 2.0, 1.0, 4.0]}  # load varies
+    assert ratios_to(times, "ln") == {"ln": 1.0, "bn": pytest.approx(1.2), "none": 0.5}
+
+
 @pytest.mark.slow  # compiles three candidates (~1 min on 2 shared cores)
 def test_bn_candidates_agree_with_bn_and_print_both_tables():
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bn_candidates.py"), "--batch", "2", "--time", "8", "--dim", "16"]
     r = subprocess.run([*cmd, "--repeats", "2", "--warmup", "1"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]  # the candidates' outputs and gradients are checked first
-    rows = re.findall(r"^\| (.+?) \| ([0-9.]+) \|$", r.stdout, flags=re.M)
-    assert len(rows) == 7 + 5 and rows[0] == ("ln", "1.00") and rows[7] == ("ln", "1.000"), r.stdout
+    per_call = re.findall(r"^\| ([^|]+?) \| ([0-9.]+) \| [0-9.]+ \|$", r.stdout, flags=re.M)
+    per_step = re.findall(r"^\| ([^|]+?) \| ([0-9.]+) \|$", r.stdout, flags=re.M)
+    assert len(per_call) == 7 and per_call[0] == ("ln", "1.00"), r.stdout
+    assert len(per_step) == 5 and per_step[0] == ("ln", "1.000"), r.stdout
 
 
 def _paper_gpu_hours():
