@@ -48,6 +48,7 @@ def test_two_process_cpu_ddp_run_trains(tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     final = json.loads((tmp_path / "out" / "final.json").read_text())
     assert final["status"] == "completed" and final["world_size"] == 2 and final["steps"] == 40
+    assert final["bn_sync"] is False  # per-device statistics by default, as the authors
     losses = [
         json.loads(line)["loss"] for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
     ]
