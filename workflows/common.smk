@@ -33,6 +33,7 @@ from normlab.workflow import (
     rule_resources,
     run_config_yaml,
     site_settings,
+    started_in,
     slurm_resources,
     sweep_points_csv,
     train_command,
@@ -49,8 +50,10 @@ if "name" not in config:
     config.clear()
     config.update(merge(yaml.safe_load(Path(workflow.basedir, "config/default.yaml").read_text()), _given))
 
-# (a config with a `workdir` runs its jobs there: its data cache is made absolute first, for the run configs)
-config.update(with_absolute_data_cache(config))
+# A config with a `workdir` runs its jobs there: its data cache is made absolute first (for the run
+# configs), relative to where the workflow was started (a SLURM job step starts inside the workdir).
+START = started_in(Path.cwd(), config.get("workdir"))
+config.update(with_absolute_data_cache(config, START))
 try:
     CFG, CELLS, RUN_CONFIGS = load(config, Path(workflow.basedir, "workflows/schemas/config.schema.yaml"))
 except WorkflowConfigError as err:
@@ -58,7 +61,7 @@ except WorkflowConfigError as err:
 
 # A configuration may keep all its outputs in a folder of its own (config/scale.yaml: scale_study/) so
 # that its tables and figures do not overwrite the default configuration's; the data cache stays shared.
-if CFG.get("workdir"):
+if CFG.get("workdir") and START == Path.cwd():
 
     workdir: CFG["workdir"]
 

@@ -362,12 +362,25 @@ def load(config: dict, schema_path: str | Path) -> tuple[dict, list[Cell], dict[
     return cfg, cells(cfg), validated_run_configs(cfg)
 
 
-def with_absolute_data_cache(config: dict) -> dict:
+def started_in(cwd: Path, workdir: str | None) -> Path:
+    """The folder the workflow was started from, given the current one.  Under the SLURM executor a job
+    parses the workflow twice, the second time (the job step) already inside the config's relative
+    ``workdir``: then it is the folder above it, and the ``workdir:`` directive must not apply again
+    (it would nest ``workdir/workdir``)."""
+    if not workdir or Path(workdir).is_absolute():
+        return cwd
+    parts = Path(workdir).parts
+    return Path(*cwd.parts[: -len(parts)]) if cwd.parts[-len(parts):] == parts else cwd
+
+
+def with_absolute_data_cache(config: dict, start: Path | None = None) -> dict:
     """A config with a ``workdir`` runs its jobs there: its data cache, relative to where the workflow
-    starts, becomes absolute (in the run configs too), so the jobs find the data the workflow prepared."""
+    started (``start``, default the current folder), becomes absolute (in the run configs too), so the
+    jobs find the data the workflow prepared."""
     if not config.get("workdir"):
         return config
-    return {**config, "data_cache": str(Path(config.get("data_cache", "data_cache")).resolve())}
+    start = Path.cwd() if start is None else start
+    return {**config, "data_cache": str((start / config.get("data_cache", "data_cache")).resolve())}
 
 
 def load_file(

@@ -114,6 +114,18 @@ def test_gpu_jobs_without_a_gpu_partition_are_refused_naming_the_setting():
     assert "slurm/site.yaml" in message and "NORMLAB_SLURM_GPU_PARTITION" in message
 
 
+def test_a_slurm_job_step_that_starts_inside_the_workdir_does_not_nest_it(tmp_path):
+    """A SLURM job parses the workflow twice, the job step already inside the config's workdir."""
+    assert workflow.started_in(tmp_path, ".test_workflow") == tmp_path  # the main process, the job
+    assert workflow.started_in(tmp_path / ".test_workflow", ".test_workflow") == tmp_path  # its job step
+    assert workflow.started_in(tmp_path / "a" / "b", "a/b") == tmp_path
+    assert workflow.started_in(tmp_path / "x", str(tmp_path / "x")) == tmp_path / "x"  # absolute: as given
+    assert workflow.started_in(tmp_path, None) == tmp_path
+    cache = workflow.with_absolute_data_cache({"workdir": "w", "data_cache": "dc"}, tmp_path)["data_cache"]
+    assert cache == str(tmp_path / "dc")
+    assert workflow.with_absolute_data_cache({"data_cache": "dc"}) == {"data_cache": "dc"}  # no workdir: as is
+
+
 def test_the_site_file_is_ignored_by_git_and_its_template_is_tracked():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "/slurm/site.yaml" in ignored

@@ -147,7 +147,8 @@ def test_test_config_on_slurm_matches_the_local_run(slurm_cluster, tmp_path):
     r_slurm = snakemake(
         on_slurm, cache, "--cores", "2", "--profile", "slurm", *SLURM_LOCAL_FLAGS,
         env={**slurm_cluster.env, SITE_SETTINGS["gpu_partition"]: GPU_PARTITION},
-        timeout=3600,
+        # the node's one (fake) GPU runs the 96 training and probe jobs one at a time, ~30 s each here
+        timeout=5400,
         cluster=slurm_cluster,
     )
 
