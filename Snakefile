@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 2                                   the default configuration (config/default.yaml)
 #   snakemake --cores 2 --configfile config/test.yaml     a tiny grid (what the tests run)
-#   snakemake --cores 8 --profile slurm --configfile config/paper.yaml   the papers' grid on SLURM GPUs
+#   snakemake --cores 8 --profile slurm                   the papers' grid (config/paper.yaml) on SLURM GPUs
 #   snakemake --cores 2 paper_tables/claims.md --configfile config/test.yaml   one target: targets go
 #                                         before --configfile, which reads every word after it as a config
 #
@@ -20,6 +20,10 @@ include: "workflows/data.smk"
 include: "workflows/train.smk"
 include: "workflows/analysis.smk"
 include: "workflows/paper.smk"
+
+
+onstart:
+    refuse_gpu_jobs_without_a_partition()
 
 
 rule all:

@@ -93,6 +93,9 @@ def test_the_ln_family_recipe_follows_adanorms_scripts_where_it_differs(paper):
     code_pre = runs["iwslt14_de_en.ln_family_code/pre/ln/seed1"]
     assert (rbn_pre["train"]["max_steps"], ln_pre["train"]["max_steps"], code_pre["train"]["max_steps"]) == (
         66000, 90000, 90000)
+    # --update-freq 2 in AdaNorm's scripts, 1 (fairseq's default) in RBN's
+    assert (rbn_pre["train"]["update_freq"], ln_pre["train"]["update_freq"], code_pre["train"]["update_freq"]) == (
+        1, 2, 2)
     assert ln_pre["optim"] == code_pre["optim"] == rbn_pre["optim"]  # lr 1.5e-3 from 1e-7, warm-up 8000
     assert ln_pre["optim"]["lr"] == 1.5e-3 and ln_pre["optim"]["warmup_init_lr"] == 1e-7
     assert runs["iwslt14_de_en.ln_family/post/ln/seed1"]["optim"]["lr"] == 5e-4

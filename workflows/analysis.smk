@@ -4,10 +4,13 @@
 # names are normlab.analysis.contract's.
 import json
 
-TIDY_TABLES = [f"results/tidy/{name}.csv" for name in contract.TIDY_TABLES]
-BASELINES = f"results/tidy/{contract.BASELINES_TABLE}.csv"
-STATS_TABLES = [f"results/stats/{name}.csv" for name in contract.STATS_TABLES] + [
-    f"results/stats/{contract.STATS_SETTINGS}"
+# The analysis (collect, baselines, stats and the paper rules) is one group: under SLURM, one job for
+# all of it, on the CPU partition, instead of one queued job per step.
+ANALYSIS_GROUP = "analysis"
+TIDY_TABLES = [f"{PATHS.tidy}/{name}.csv" for name in contract.TIDY_TABLES]
+BASELINES = f"{PATHS.tidy}/{contract.BASELINES_TABLE}.csv"
+STATS_TABLES = [f"{PATHS.stats}/{name}.csv" for name in contract.STATS_TABLES] + [
+    f"{PATHS.stats}/{contract.STATS_SETTINGS}"
 ]
 
 
@@ -18,10 +21,11 @@ rule probe:
         final=rules.train.output.final,
         card=prepared_card,
     output:
-        summary=f"{PROBE_DIR}/probe.json",
-        tid=f"{PROBE_DIR}/tid_decomposition.jsonl",
-        conditioning=f"{PROBE_DIR}/conditioning.jsonl",
+        summary=f"{PATHS.probe_dir}/probe.json",
+        tid=f"{PATHS.probe_dir}/tid_decomposition.jsonl",
+        conditioning=f"{PATHS.probe_dir}/conditioning.jsonl",
     params:
+        normlab=NORMLAB,
         run_dir=lambda wc, input: str(Path(input.final).parent),
         out=lambda wc, output: str(Path(output.summary).parent),
         mode=CFG["analysis"]["probe_mode"],
@@ -29,28 +33,24 @@ rule probe:
         population_tokens=CFG["analysis"]["probe_population_tokens"],
         cache=lambda wc, input: str(Path(input.card).parents[2]),
     log:
-        "logs/probe/{dataset}/{placement}/{norm}/seed{seed}.log",
-    threads: rule_resources("probe")["threads"]
+        PATHS.probe_log,
+    threads: threads_of("probe")
     resources:
-        mem_mb=rule_resources("probe")["mem_mb"],
-        runtime=rule_resources("probe")["runtime"],
+        **job_resources("probe"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab probe --run {params.run_dir} --out {params.out} --mode {params.mode} --batches {params.batches} "
-        "--population-tokens {params.population_tokens} "
-        "--cache {params.cache} > {log} 2>&1"
+        probe_command("{params.normlab}", "{params.run_dir}", "{params.out}", "{params.mode}", "{params.batches}",
+                      "{params.population_tokens}", "{params.cache}", log="{log}")
 
 
 rule manifest:
     """One row per cell: its identity and where its files are (docs/analysis_contract.md §2)."""
     localrule: True
     output:
-        "results/manifest.csv",
+        PATHS.manifest,
     params:
-        text=manifest_csv(
-            CFG, CELLS, {"run_dir": RUN_DIR, "probe_dir": PROBE_DIR, "benchmark": TRAIN_BENCHMARK}, RUN_CONFIGS
-        ),
+        text=manifest_csv(CFG, CELLS, PATHS.manifest_patterns(), RUN_CONFIGS),
     log:
         "logs/analysis/manifest.log",
     conda:
@@ -78,21 +78,22 @@ rule collect:
     """Every run, probe and benchmark of the manifest into tidy tables."""
     input:
         manifest=rules.manifest.output[0],
-        finals=per_run(f"{RUN_DIR}/final.json"),
-        probes=per_run(f"{PROBE_DIR}/probe.json"),
+        finals=per_run(f"{PATHS.run_dir}/final.json"),
+        probes=per_run(f"{PATHS.probe_dir}/probe.json"),
     output:
         TIDY_TABLES,
     params:
+        normlab=NORMLAB,
         out=lambda wc, output: str(Path(output[0]).parent),
     log:
         "logs/analysis/collect.log",
+    group: ANALYSIS_GROUP
     resources:
-        mem_mb=rule_resources("collect")["mem_mb"],
-        runtime=rule_resources("collect")["runtime"],
+        **job_resources("collect"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab collect --manifest {input.manifest} --out {params.out} > {log} 2>&1"
+        "{params.normlab} collect --manifest {input.manifest} --out {params.out} > {log} 2>&1"
 
 
 rule baselines:
@@ -103,17 +104,18 @@ rule baselines:
     output:
         BASELINES,
     params:
+        normlab=NORMLAB,
         settings=json.dumps(baseline_settings(CFG, CELLS, RUN_CONFIGS)),
         cache=lambda wc, input: str(Path(input[0]).parents[2]),
     log:
         "logs/analysis/baselines.log",
+    group: ANALYSIS_GROUP
     resources:
-        mem_mb=rule_resources("baselines")["mem_mb"],
-        runtime=rule_resources("baselines")["runtime"],
+        **job_resources("baselines"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab baselines --settings {params.settings:q} --cache {params.cache} --out {output} > {log} 2>&1"
+        "{params.normlab} baselines --settings {params.settings:q} --cache {params.cache} --out {output} > {log} 2>&1"
 
 
 rule stats:
@@ -126,15 +128,16 @@ rule stats:
     output:
         STATS_TABLES,
     params:
+        normlab=NORMLAB,
         tidy=lambda wc, input: str(Path(input[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
         analysis=json.dumps(CFG["analysis"]),
     log:
         "logs/analysis/stats.log",
+    group: ANALYSIS_GROUP
     resources:
-        mem_mb=rule_resources("stats")["mem_mb"],
-        runtime=rule_resources("stats")["runtime"],
+        **job_resources("stats"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab stats --tidy {params.tidy} --out {params.out} --analysis {params.analysis:q} > {log} 2>&1"
+        "{params.normlab} stats --tidy {params.tidy} --out {params.out} --analysis {params.analysis:q} > {log} 2>&1"

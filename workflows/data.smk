@@ -7,6 +7,7 @@ rule fetch:
     output:
         stamp=f"{DATA_CACHE}/fetched/{{dataset}}.json",
     params:
+        normlab=NORMLAB,
         cache=lambda wc, output: str(Path(output.stamp).parents[1]),
     log:
         "logs/data/fetch_{dataset}.log",
@@ -14,7 +15,7 @@ rule fetch:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab fetch {wildcards.dataset} --cache {params.cache} > {log} 2>&1"
+        "{params.normlab} fetch {wildcards.dataset} --cache {params.cache} > {log} 2>&1"
 
 
 rule prepare:
@@ -24,14 +25,14 @@ rule prepare:
     output:
         card=f"{DATA_CACHE}/prepared/{{dataset}}/card.json",
     params:
+        normlab=NORMLAB,
         cache=lambda wc, output: str(Path(output.card).parents[2]),
     log:
         "logs/data/prepare_{dataset}.log",
-    threads: rule_resources("prepare")["threads"]
+    threads: threads_of("prepare")
     resources:
-        mem_mb=rule_resources("prepare")["mem_mb"],
-        runtime=rule_resources("prepare")["runtime"],
+        **job_resources("prepare"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab prepare {wildcards.dataset} --force --cache {params.cache} > {log} 2>&1"
+        "{params.normlab} prepare {wildcards.dataset} --force --cache {params.cache} > {log} 2>&1"

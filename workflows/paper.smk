@@ -35,14 +35,18 @@ rule tables:
         ],
         [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("tex", "csv")],
     params:
+        normlab=NORMLAB,
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
     log:
         "logs/paper/tables.log",
+    group: ANALYSIS_GROUP
+    resources:
+        **job_resources("tables"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab tables --stats {params.stats} --out {params.out} > {log} 2>&1"
+        "{params.normlab} tables --stats {params.stats} --out {params.out} > {log} 2>&1"
 
 
 rule claims:
@@ -55,14 +59,18 @@ rule claims:
         md=report("paper_tables/claims.md", caption="report/claims.rst", category="Claims"),
         csv="paper_tables/claims.csv",
     params:
+        normlab=NORMLAB,
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         scale=lambda wc, input: f"--scale-study {input.scale[0]}" if input.scale else "",
     log:
         "logs/paper/claims.log",
+    group: ANALYSIS_GROUP
+    resources:
+        **job_resources("claims"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab claims --stats {params.stats} --out {output.md} {params.scale} > {log} 2>&1"
+        "{params.normlab} claims --stats {params.stats} --out {output.md} {params.scale} > {log} 2>&1"
 
 
 rule figures:
@@ -76,15 +84,19 @@ rule figures:
         ],
         [f"figures/{f}.pdf" for f in FIGURES],
     params:
+        normlab=NORMLAB,
         tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
     log:
         "logs/paper/figures.log",
+    group: ANALYSIS_GROUP
+    resources:
+        **job_resources("figures"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab figures --tidy {params.tidy} --stats {params.stats} --out {params.out} > {log} 2>&1"
+        "{params.normlab} figures --tidy {params.tidy} --stats {params.stats} --out {params.out} > {log} 2>&1"
 
 
 rule notebook:
@@ -100,6 +112,7 @@ rule notebook:
     output:
         report("notebooks/executed/{notebook}.ipynb", caption="report/notebook.rst", category="Notebooks"),
     params:
+        normlab=NORMLAB,
         tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         tables=lambda wc, input: str(Path(input.tables[0]).parent),
@@ -107,20 +120,25 @@ rule notebook:
         out=lambda wc, output: str(Path(output[0]).parent),
     log:
         "logs/paper/notebook_{notebook}.log",
+    group: ANALYSIS_GROUP
+    resources:
+        **job_resources("notebook"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "python -m normlab.analysis.notebooks {input.notebook} --out {params.out} --tidy {params.tidy} "
+        "{params.normlab} notebooks {input.notebook} --out {params.out} --tidy {params.tidy} "
         "--stats {params.stats} --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 
 rule datasets_table:
     """The datasets this configuration uses: sizes, vocabularies, licenses, source checksums."""
+    localrule: True  # reads the data cards only
     input:
         expand(f"{DATA_CACHE}/prepared/{{dataset}}/card.json", dataset=DATASETS_USED),
     output:
         report("paper_tables/datasets.md", caption="report/datasets.rst", category="Tables"),
     params:
+        normlab=NORMLAB,
         cache=lambda wc, input: str(Path(input[0]).parents[2]),
         names=" ".join(DATASETS_USED),
     log:
@@ -128,7 +146,7 @@ rule datasets_table:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab prepare --cards {params.names} --cache {params.cache} --out {output} > {log} 2>&1"
+        "{params.normlab} prepare --cards {params.names} --cache {params.cache} --out {output} > {log} 2>&1"
 
 
 if SWEEP:
@@ -146,6 +164,7 @@ if SWEEP:
             csv=f"paper_tables/{contract.SCALE_TABLE}.csv",
             figures=[f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")],
         params:
+            normlab=NORMLAB,
             tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
             stats=lambda wc, input: str(Path(input.stats[0]).parent),
             tables=lambda wc, output: str(Path(output.csv).parent),
@@ -153,8 +172,11 @@ if SWEEP:
             note=norm_options_text(CFG, "rbn"),
         log:
             "logs/paper/scale_study.log",
+        group: ANALYSIS_GROUP
+        resources:
+            **job_resources("scale_study"),
         conda:
             "../envs/normlab.yaml"
         shell:
-            "normlab scale --tidy {params.tidy} --stats {params.stats} --points {input.points} "
+            "{params.normlab} scale --tidy {params.tidy} --stats {params.stats} --points {input.points} "
             "--tables {params.tables} --figures {params.figures} --note {params.note:q} > {log} 2>&1"

@@ -6,11 +6,11 @@ rule run_config:
     """The cell's run config (normlab.train), validated at parse time; `normlab train --config` runs it alone."""
     localrule: True
     output:
-        "results/configs/{dataset}/{placement}/{norm}/seed{seed}.yaml",
+        PATHS.config,
     params:
         text=lambda wc: run_config_yaml(RUN_CONFIGS[cell_id(wc)]),
     log:
-        "logs/configs/{dataset}/{placement}/{norm}/seed{seed}.log",
+        PATHS.config_log,
     conda:
         "../envs/normlab.yaml"
     script:
@@ -18,25 +18,25 @@ rule run_config:
 
 
 rule train:
-    """Train one cell.  A diverged run ends normally with status "diverged" in final.json, so it is
-    marked in the tables instead of stopping the workflow."""
+    """Train one cell, on `datasets.NAME.gpus` GPUs (one process each; torchrun when more than one).  A
+    diverged run ends normally with status "diverged" in final.json, so it is marked in the tables
+    instead of stopping the workflow."""
     input:
         config=rules.run_config.output[0],
         card=prepared_card,
     output:
-        final=f"{RUN_DIR}/final.json",
+        final=f"{PATHS.run_dir}/final.json",
     params:
         run_dir=lambda wc, output: str(Path(output.final).parent),
+        normlab=launcher,
     log:
-        "logs/train/{dataset}/{placement}/{norm}/seed{seed}.log",
+        PATHS.train_log,
     benchmark:
-        TRAIN_BENCHMARK
-    threads: rule_resources("train")["threads"]
+        PATHS.benchmark
+    threads: threads_of("train")
     resources:
-        mem_mb=rule_resources("train")["mem_mb"],
-        runtime=rule_resources("train")["runtime"],
+        **job_resources("train"),
     conda:
         "../envs/normlab.yaml"
     shell:
-        "normlab train --config {input.config} --out {params.run_dir} --resume --restart-if-changed "
-        "> {log} 2>&1"
+        train_command("{params.normlab}", "{input.config}", "{params.run_dir}", log="{log}")

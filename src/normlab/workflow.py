@@ -14,6 +14,11 @@ Snakemake.  A configuration (``config/*.yaml``) has:
   the union (a cell in two blocks is one run, listed under both);
 * ``run_defaults`` (applied first), ``norm_options`` (per norm, ``all``/``post``/``pre``) and
   ``overrides`` (single cells, applied last, each with a reason);
+* ``datasets.NAME.gpus`` (default 1): the GPUs of one training job of that dataset, one process per
+  GPU (``torchrun --standalone --nproc_per_node N`` when N > 1); 0 runs it on the CPU partition
+  without one.  Without CUDA the N processes run on the CPU (gloo), which is how the tests run DDP;
+* ``resources``: threads, memory and runtime per rule; memory and runtime grow with each retry
+  (:func:`rule_resources`);
 * ``sweep`` (optional; the scale study, ``config/scale.yaml``): one factor at a time around a base
   point.  Each factor lists its levels in order, each level a patch of run sections (and
   ``data_options``, ``placement``); the one level with an empty patch is the base point.  Every level
@@ -35,9 +40,13 @@ import copy
 import csv
 import inspect
 import io
+import os
 import re
+import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import jsonschema
 import yaml
@@ -82,6 +91,38 @@ class Cell:
     def wildcards(self) -> dict:
         return {"dataset": self.dataset, "placement": self.placement, "norm": self.norm, "seed": self.seed}
 
+
+CELL_PATH = "{dataset}/{placement}/{norm}/seed{seed}"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where every stage writes, relative to the workflow's working directory: the one definition the
+    rules, the manifest, ``tools/run_cells.py`` and the tests use.  A cell's patterns hold its wildcards
+    in braces (:meth:`of` fills them in)."""
+
+    config: str = f"results/configs/{CELL_PATH}.yaml"
+    run_dir: str = f"results/runs/{CELL_PATH}"
+    probe_dir: str = f"results/probes/{CELL_PATH}"
+    benchmark: str = f"results/benchmarks/train/{CELL_PATH}.tsv"
+    config_log: str = f"logs/configs/{CELL_PATH}.log"
+    train_log: str = f"logs/train/{CELL_PATH}.log"
+    probe_log: str = f"logs/probe/{CELL_PATH}.log"
+    manifest: str = "results/manifest.csv"
+    tidy: str = "results/tidy"
+    stats: str = "results/stats"
+    # the cell paths the manifest lists (docs/analysis_contract.md §2): the analysis finds a cell's files there
+    MANIFEST_KEYS: ClassVar[tuple[str, ...]] = ("run_dir", "probe_dir", "benchmark")
+
+    def of(self, key: str, cell: Cell) -> str:
+        """The ``key`` path of one cell."""
+        return getattr(self, key).format(**cell.wildcards)
+
+    def manifest_patterns(self) -> dict[str, str]:
+        return {key: getattr(self, key) for key in self.MANIFEST_KEYS}
+
+
+PATHS = Paths()
 
 SWEEP_GRID = "sweep"
 LEVEL_LABEL = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
@@ -326,18 +367,44 @@ def load(config: dict, schema_path: str | Path) -> tuple[dict, list[Cell], dict[
     return cfg, cells(cfg), validated_run_configs(cfg)
 
 
+def started_in(cwd: Path, workdir: str | None) -> Path:
+    """The folder the workflow was started from, given the current one.  Under the SLURM executor a job
+    parses the workflow twice, the second time (the job step) already inside the config's relative
+    ``workdir``: then it is the folder above it, and the ``workdir:`` directive must not apply again
+    (it would nest ``workdir/workdir``)."""
+    if not workdir or Path(workdir).is_absolute():
+        return cwd
+    parts = Path(workdir).parts
+    return Path(*cwd.parts[: -len(parts)]) if cwd.parts[-len(parts):] == parts else cwd
+
+
+def with_absolute_data_cache(config: dict, start: Path | None = None) -> dict:
+    """A config with a ``workdir`` runs its jobs there: its data cache, relative to where the workflow
+    started (``start``, default the current folder), becomes absolute (in the run configs too), so the
+    jobs find the data the workflow prepared."""
+    if not config.get("workdir"):
+        return config
+    start = Path.cwd() if start is None else start
+    return {**config, "data_cache": str((start / config.get("data_cache", "data_cache")).resolve())}
+
+
 def load_file(
     path: str | Path | list[str | Path], schema_path: str | Path
 ) -> tuple[dict, list[Cell], dict[str, dict]]:
     """:func:`load` of a config file; several files (overlays) are merged in order, as Snakemake
     merges several ``--configfile``."""
+    return load(read_config(path), schema_path)
+
+
+def read_config(path: str | Path | list[str | Path]) -> dict:
+    """The raw workflow config of one file or of several merged in order (overlays)."""
     raw: dict = {}
     for one in [path] if isinstance(path, str | Path) else path:
         try:
             raw = merge(raw, yaml.safe_load(Path(one).read_text()) or {})
         except FileNotFoundError:
             raise WorkflowConfigError(f"workflow config {one} does not exist") from None
-    return load(raw, schema_path)
+    return raw
 
 
 def run_config_yaml(run: dict) -> str:
@@ -350,6 +417,135 @@ def resources(cfg: dict, rule: str) -> dict:
     """threads / mem_mb / runtime of a rule: its own entry over `default` over built-in fallbacks."""
     base = {"threads": 1, "mem_mb": 2000, "runtime": 30}
     return {**base, **cfg["resources"].get("default", {}), **cfg["resources"].get(rule, {})}
+
+
+def per_attempt(value: int):
+    """A Snakemake resource function: ``value`` times the attempt (1 on the first try, 2 on the first
+    retry, ...), so a job that ran out of memory or time is resubmitted with more."""
+
+    def request(wildcards, attempt: int) -> int:
+        return value * attempt
+
+    request.base = value  # for the tests and the docs
+    return request
+
+
+def rule_resources(cfg: dict, rule: str) -> dict:
+    """The ``resources:`` of a rule: mem_mb and runtime (minutes) as configured on the first attempt,
+    growing with each retry (:func:`per_attempt`).  The GPU count does not grow: it is part of a run's
+    recipe (the processes split each update's batches)."""
+    base = resources(cfg, rule)
+    return {"mem_mb": per_attempt(base["mem_mb"]), "runtime": per_attempt(base["runtime"])}
+
+
+# --- GPUs per cell, processes per job, and the SLURM site settings ---------------------------------
+
+GPU_RULES = ("train", "probe")  # the rules that run on a GPU (the probe on one, whatever the training used)
+
+
+def gpus(cfg: dict) -> dict[str, int]:
+    """Setting name -> GPUs of one of its training jobs (``datasets.NAME.gpus``; a variant or a sweep
+    point has its dataset's unless it sets its own)."""
+    return {name: int(entry.get("gpus", 1)) for name, entry in settings(cfg).items()}
+
+
+def gpu_request(rule: str, n_gpus: int) -> int:
+    """The GPUs a job of ``rule`` asks for when its setting trains on ``n_gpus``."""
+    if rule == "train":
+        return n_gpus
+    return min(n_gpus, 1) if rule in GPU_RULES else 0
+
+
+def normlab_command(src: str | Path, nproc: int = 1) -> str:
+    """The shell words that run normlab from the workflow's own source tree ``src`` with the ``python``
+    on PATH (the venv's or the conda environment's): ``env PYTHONPATH=SRC python -m normlab``, or with
+    ``nproc`` > 1, ``torchrun --standalone --nproc_per_node N -m normlab`` (one process per GPU)."""
+    prefix = f"env PYTHONPATH={shlex.quote(str(src))}"
+    if nproc > 1:
+        return f"{prefix} torchrun --standalone --nproc_per_node {nproc} -m normlab"
+    return f"{prefix} python -m normlab"
+
+
+def _logged(command: str, log: str | None) -> str:
+    return command if log is None else f"{command} > {log} 2>&1"
+
+
+def train_command(normlab: str, config: str, run_dir: str, log: str | None = None) -> str:
+    """The train rule's command (``normlab``: :func:`normlab_command`; ``log``: where its output goes);
+    the rule and tools/run_cells.py both build it here."""
+    return _logged(f"{normlab} train --config {config} --out {run_dir} --resume --restart-if-changed", log)
+
+
+def probe_command(
+    normlab: str, run_dir: str, out: str, mode: str, batches, population_tokens, cache: str, log: str | None = None
+) -> str:
+    """The probe rule's command (the values: the config's ``analysis.probe_*``)."""
+    return _logged(f"{normlab} probe --run {run_dir} --out {out} --mode {mode} --batches {batches} "
+                   f"--population-tokens {population_tokens} --cache {cache}", log)
+
+
+def python_imports_torch(python: str | None, running: str) -> bool:
+    """Whether the interpreter ``python`` (the one on PATH, which every job runs) finds torch; true
+    without asking when it is the ``running`` interpreter (which has imported normlab)."""
+    if python is None:
+        return False
+    if Path(python).resolve() == Path(running).resolve():
+        return True
+    found = "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"
+    return subprocess.run([python, "-c", found], capture_output=True).returncode == 0
+
+
+SITE_FILE = "slurm/site.yaml"
+SITE_SETTINGS = {  # key of slurm/site.yaml -> the environment variable that overrides it
+    "account": "NORMLAB_SLURM_ACCOUNT",
+    "gpu_partition": "NORMLAB_SLURM_GPU_PARTITION",
+    "cpu_partition": "NORMLAB_SLURM_CPU_PARTITION",
+}
+
+
+def site_settings(path: str | Path, environ: dict | None = None) -> dict[str, str]:
+    """Your SLURM site's settings: ``slurm/site.yaml`` (untracked; ``slurm/site.example.yaml`` is the
+    template) when it exists, each key overridden by its environment variable (:data:`SITE_SETTINGS`)
+    when that is set and not empty.  Unset keys are absent."""
+    environ = os.environ if environ is None else environ
+    path = Path(path)
+    found: dict = {}
+    if path.exists():
+        try:
+            found = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise WorkflowConfigError(f"{path} is not valid YAML ({str(err).splitlines()[0]}); "
+                                      f"see {path.with_name('site.example.yaml')}") from None
+        if not isinstance(found, dict):
+            raise WorkflowConfigError(f"{path} must be a mapping of {', '.join(SITE_SETTINGS)}")
+        unknown = sorted(set(found) - set(SITE_SETTINGS))
+        if unknown:
+            raise WorkflowConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: "
+                                      f"{', '.join(SITE_SETTINGS)}")
+    out = {key: str(value) for key, value in found.items() if value not in (None, "")}
+    out.update({key: environ[var] for key, var in SITE_SETTINGS.items() if environ.get(var)})
+    return out
+
+
+def slurm_resources(site: dict[str, str], n_gpus: int) -> dict[str, str]:
+    """``slurm_partition`` / ``slurm_account`` of a job asking for ``n_gpus`` GPUs (the GPU partition
+    when it asks for any, else the CPU partition); a setting not given is left to SLURM's default."""
+    partition = site.get("gpu_partition" if n_gpus else "cpu_partition")
+    out = {"slurm_partition": partition} if partition else {}
+    if site.get("account"):
+        out["slurm_account"] = site["account"]
+    return out
+
+
+def check_gpu_partition(site: dict[str, str], gpu_jobs: int) -> None:
+    """Refuse to submit GPU jobs without a GPU partition: they would go to the default partition, often
+    CPU-only, and wait there for ever or fail."""
+    if gpu_jobs and not site.get("gpu_partition"):
+        raise WorkflowConfigError(
+            f"{gpu_jobs} job(s) need a GPU but no GPU partition is set: put `gpu_partition: NAME` in "
+            f"{SITE_FILE} (copy slurm/site.example.yaml) or export {SITE_SETTINGS['gpu_partition']}=NAME "
+            "(`sinfo -o '%P %G'` lists the partitions and their GPUs)"
+        )
 
 
 def batch_stats(norm: str) -> bool:
@@ -369,10 +565,13 @@ def running_momentum(norm: str, run: dict) -> float | None:
     return None if param is None or param.default is inspect.Parameter.empty else float(param.default)
 
 
-def manifest_csv(cfg: dict, cell_list: list[Cell], paths: dict[str, str], runs: dict[str, dict] | None = None) -> str:
-    """The manifest (docs/analysis_contract.md §2); ``paths`` holds the path patterns of run_dir,
-    probe_dir and benchmark with the cell's wildcards in braces; ``runs``: the validated run configs
-    (run_id -> config; computed when not given), for each cell's momentum and warm-up."""
+def manifest_csv(
+    cfg: dict, cell_list: list[Cell], paths: dict[str, str] | None = None, runs: dict[str, dict] | None = None
+) -> str:
+    """The manifest (docs/analysis_contract.md §2); ``paths``: the path patterns of run_dir, probe_dir
+    and benchmark with the cell's wildcards in braces (default :data:`PATHS`'); ``runs``: the validated
+    run configs (run_id -> config; computed when not given), for each cell's momentum and warm-up."""
+    paths = paths if paths is not None else PATHS.manifest_patterns()
     runs = runs if runs is not None else validated_run_configs(cfg)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")

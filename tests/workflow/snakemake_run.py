@@ -17,9 +17,12 @@ ANALYSIS_JOBS = {"collect": 1, "baselines": 1, "stats": 1, "tables": 1, "claims"
 SWEEP_ANALYSIS_JOBS = {**ANALYSIS_JOBS, "scale_study": 1, "notebook": 5}
 
 
-def snakemake(*args: str, workdir: Path | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
-    """`snakemake` with this repository's Snakefile; outputs go to `workdir` (default: the repository)."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+def snakemake(
+    *args: str, workdir: Path | None = None, timeout: int = 1800, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`snakemake` with this repository's Snakefile; outputs go to `workdir` (default: the repository);
+    ``env``: variables set (or, empty, cleared) on top of this process's environment."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     cmd = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile")]
     if workdir is not None:
         cmd += ["--directory", str(workdir)]

@@ -2,11 +2,12 @@
 
 Two copies of the repository (tracked and non-ignored files) run the workflow's default target with
 config/test.yaml: one with `snakemake --cores 2`, one with `--profile slurm` plus the overrides a
-cluster without an accounting database needs.  Both use one data cache in the test's tmp dir, whose
-raw downloads are linked from $NORMLAB_DATA/raw or ./data_cache/raw when those exist (otherwise the
-workflow's fetch rule downloads them).  The SLURM run must submit every non-local job with sbatch,
-ask for a GPU for every training job (the profile's `gpu: 1`), and reproduce each run's final
-metrics exactly (CPU training is deterministic).
+cluster without an accounting database needs, and the site's GPU partition as a user sets it
+(NORMLAB_SLURM_GPU_PARTITION).  Both use one data cache in the test's tmp dir, whose raw downloads are
+linked from $NORMLAB_DATA/raw or ./data_cache/raw when those exist (otherwise the workflow's fetch rule
+downloads them).  The SLURM run must submit every preparation, training and probe job with sbatch and
+the whole analysis as one group job, ask for a GPU for every training and probe job (and only those),
+in the GPU partition, and reproduce each run's final metrics exactly (CPU training is deterministic).
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_slurm_cluster import SLURM_LOCAL_FLAGS, SUBMITTED
+from normlab.workflow import GPU_RULES, SITE_SETTINGS
+
+from .test_slurm_cluster import SLURM_LOCAL_FLAGS
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "config/test.yaml"
 WORKDIR = yaml.safe_load((REPO / CONFIG).read_text())["workdir"]  # where the config writes, in each copy
-RULE_RAN = re.compile(r"^(local)?rule (\w+):$", re.M)
+RULE_RAN = re.compile(r"^\s*(local)?rule (\w+):$", re.M)  # a group job's members are indented
+# "Job N has been submitted with SLURM jobid M (log: .../rule_NAME/... or .../group_NAME/...)"
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/(rule|group)_(\w+)/")
+ANALYSIS_GROUP = "analysis"  # workflows/analysis.smk: the analysis rules, one SLURM job together
+GPU_PARTITION = "debug"  # the test cluster's one partition (it has the fake GPU)
 # what a run's final.json says about its result; wall time, memory and versions may differ
 FINAL_KEYS = (
     "status",
@@ -77,12 +84,6 @@ def seed_cache(cache: Path) -> Path:
 def profile_file(profile_dir: Path) -> Path:
     (path,) = [p for p in profile_dir.iterdir() if re.fullmatch(r"(profile|config)(\.v\d+\+)?\.yaml", p.name)]
     return path
-
-
-def gpu_rules(profile_dir: Path) -> set[str]:
-    """The rules the profile asks a GPU for."""
-    profile = yaml.safe_load(profile_file(profile_dir).read_text())
-    return {rule for rule, res in (profile.get("set-resources") or {}).items() if int(res.get("gpu", 0)) > 0}
 
 
 def cap_gpu_cpus(profile_dir: Path, cpus: int) -> None:
@@ -145,30 +146,36 @@ def test_test_config_on_slurm_matches_the_local_run(slurm_cluster, tmp_path):
     r_local = snakemake(local, cache, "--cores", "2", env=dict(os.environ), timeout=1800)
     r_slurm = snakemake(
         on_slurm, cache, "--cores", "2", "--profile", "slurm", *SLURM_LOCAL_FLAGS,
-        env=slurm_cluster.env,
-        timeout=3600,
+        env={**slurm_cluster.env, SITE_SETTINGS["gpu_partition"]: GPU_PARTITION},
+        # the node's one (fake) GPU runs the 96 training and probe jobs one at a time, ~30 s each here
+        timeout=5400,
         cluster=slurm_cluster,
     )
 
-    # the SLURM run ran the local run's jobs (its data was prepared by then), each non-local one via sbatch
+    # the SLURM run ran the local run's jobs (its data was prepared by then); each preparation, training
+    # and probe job was one sbatch job, and the analysis one group job
     local_jobs = Counter(rule for _, rule in RULE_RAN.findall(r_local.stderr))
     slurm_blocks = RULE_RAN.findall(r_slurm.stderr)
-    remote = Counter(rule for is_local, rule in slurm_blocks if not is_local)
     slurm_jobs = Counter(rule for _, rule in slurm_blocks)
     for rule in set(local_jobs) - {"fetch", "prepare"}:
         assert slurm_jobs[rule] >= local_jobs[rule], f"{rule}: {local_jobs[rule]} local, {slurm_jobs[rule]} SLURM"
     submitted = SUBMITTED.findall(r_slurm.stderr)
-    assert Counter(rule for _, rule in submitted) == remote, "a non-local job was not submitted with sbatch"
-    assert remote["train"] >= local_jobs["train"] > 0, "the training jobs did not go to SLURM"
+    alone = Counter(name for _, kind, name in submitted if kind == "rule")
+    groups = Counter(name for _, kind, name in submitted if kind == "group")
+    assert set(alone) <= {"prepare", *GPU_RULES}, f"rules submitted alone: {alone}"
+    for rule in GPU_RULES:
+        assert alone[rule] == slurm_jobs[rule] >= local_jobs[rule] > 0, f"the {rule} jobs did not all go to SLURM"
+    assert groups == {ANALYSIS_GROUP: 1}, f"the analysis was not one group job: {groups}"
     ctld_log = slurm_cluster.ctld_log()
-    for job_id, rule in submitted:
-        assert f"_slurm_rpc_submit_batch_job: JobId={job_id} " in ctld_log, f"{rule}: job {job_id} not in slurmctld.log"
-    # the profile's GPU requests reached sbatch for the rules that have one (training), and only those
-    wants_gpu = gpu_rules(on_slurm / "slurm")
-    assert "train" in wants_gpu, f"the profile asks no GPU for training: {wants_gpu}"
-    for job_id, rule in submitted:
-        tres = slurm_cluster.job(job_id).get("TresPerJob", "")
-        assert ("gpu:1" in tres) == (rule in wants_gpu), f"job {job_id} ({rule}): TresPerJob={tres!r}"
+    for job_id, _, name in submitted:
+        assert f"_slurm_rpc_submit_batch_job: JobId={job_id} " in ctld_log, f"{name}: job {job_id} not in slurmctld.log"
+    # the GPU requests reached sbatch for the training and probe jobs, and only those, in the GPU partition
+    for job_id, _, name in submitted:
+        info = slurm_cluster.job(job_id)
+        tres = info.get("TresPerJob", "")
+        assert ("gpu:1" in tres) == (name in GPU_RULES), f"job {job_id} ({name}): TresPerJob={tres!r}"
+        if name in GPU_RULES:
+            assert info.get("Partition") == GPU_PARTITION, f"job {job_id} ({name}): {info.get('Partition')}"
     assert not slurm_cluster.run("squeue", "-h").stdout.strip(), "jobs left in the queue after the workflow"
 
     # the same runs with the same results, and the same tables, figures and notebooks

@@ -52,13 +52,14 @@ def distributed_world() -> bool:
 
 
 def masked_square_sums(
-    x: torch.Tensor, pad_mask: torch.Tensor | None, *, sync: bool = True
+    x: torch.Tensor, pad_mask: torch.Tensor | None, *, sync: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel sum of squares and token count over the non-pad tokens, in float32 at least.
 
-    When ``torch.distributed`` is initialised (and ``sync``), both are all-reduced in one call with an
+    With ``sync`` and ``torch.distributed`` initialised, both are all-reduced in one call with an
     autograd-aware all-reduce, so a batch split over processes gives the statistics (and gradients)
-    of the whole batch on one process.  (BN's sums live in its own autograd Function, ``batch.py``.)
+    of the whole batch on one process; without ``sync`` they are this process's.  (BN's sums live
+    in its own autograd Function, ``batch.py``.)
     """
     x2 = as_stat_dtype(x).reshape(-1, x.shape[-1])
     with torch.autocast(x.device.type, enabled=False):  # autocast would run the product in bf16
@@ -85,11 +86,16 @@ class BatchStatNorm(Norm):
     divides: the variance for BN, the quadratic mean for PowerNorm), beside their running buffers.
     ``tid_statistics()`` hands both pairs to :mod:`normlab.tid`.
 
+    ``sync``: under ``torch.distributed``, pool the batch statistics over every process (as
+    SyncBatchNorm) instead of each process using its own batch's.  Off by default: the authors'
+    ``MaskBatchNorm3d`` (and PowerNorm's released layer) compute per-GPU statistics, so a multi-GPU
+    run normalises with each device's batch, as theirs did; ``sync: true`` is a norm option.
+
     ``eval_with_batch_stats``: when True, an eval-mode forward normalises with the statistics of the
     batch it is given (and updates nothing); used to evaluate a model "in train mode" (claim A1).
     """
 
-    def __init__(self, dim: int, sync: bool = True):
+    def __init__(self, dim: int, sync: bool = False):
         super().__init__(dim)
         self.sync = sync
         self.eval_with_batch_stats = False

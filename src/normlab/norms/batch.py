@@ -2,8 +2,9 @@
 
 Semantics follow the authors' released ``MaskBatchNorm3d``:
 
-* training: per-channel mean and **biased** variance pooled over the non-pad tokens of the whole
-  batch (all processes, when distributed); the running mean/var move towards them with
+* training: per-channel mean and **biased** variance pooled over the non-pad tokens of the batch
+  (of this process: per-GPU statistics as the authors' module; ``sync=True`` pools them over every
+  process, as SyncBatchNorm); the running mean/var move towards them with
   ``momentum`` (0.05); the output uses the batch statistics;
 * inference: the running (population) statistics; the batch composition is irrelevant;
 * ``eps`` is a clamp, ``sqrt(max(var, eps))`` (``eps_mode="clamp"``), and the running variance is
@@ -46,7 +47,7 @@ class _BatchNormWithBatchStats(torch.autograd.Function):
     ∂scale = Σ dy·x, ∂shift = Σ dy; ∂w = (∂scale − μ ∂shift)·inv; ∂inv = (∂scale − μ ∂shift)·w;
     ∂μ = −∂shift·scale (+ outer); ∂σ² = −½ inv³ ∂inv (+ outer); with σ² = S₂/n − μ², μ = S₁/n:
     ∂S₂ = ∂σ²/n, ∂S₁ = (∂μ − 2μ ∂σ²)/n, and ∂x = dy·scale + keep·(∂S₁ + 2x ∂S₂).
-    When distributed, S₁, S₂, n are all-reduced forward and ∂S₁, ∂S₂ backward (as SyncBatchNorm).
+    When distributed with ``sync``, S₁, S₂, n are all-reduced forward and ∂S₁, ∂S₂ backward (as SyncBatchNorm).
     """
 
     @staticmethod
@@ -126,7 +127,7 @@ class MaskedBatchNorm(BatchStatNorm):
         affine: bool = True,
         eps_mode: str = "clamp",
         running_var: str = "biased",
-        sync: bool = True,
+        sync: bool = False,
     ):
         super().__init__(dim, sync=sync)
         if eps_mode not in EPS_MODES:
@@ -219,7 +220,7 @@ class RegularizedBatchNorm(MaskedBatchNorm):
         affine: bool = True,
         eps_mode: str = "clamp",
         running_var: str = "biased",
-        sync: bool = True,
+        sync: bool = False,
     ):
         super().__init__(dim, momentum, eps, affine, eps_mode, running_var, sync)
         if penalty_type not in PENALTY_TYPES:

@@ -117,7 +117,7 @@ class PowerNorm(BatchStatNorm):
         alpha_bkw: float = 0.9,
         warmup_iters: int = 10000,
         eps: float = 1e-5,
-        sync: bool = True,
+        sync: bool = False,
     ):
         super().__init__(dim, sync=sync)
         if groups < 0 or (groups and dim % groups):
@@ -177,7 +177,7 @@ class PowerNormVanilla(BatchStatNorm):
     """``pn_vanilla``: PN-V, batch quadratic-mean normalisation with ordinary autograd."""
 
     def __init__(
-        self, dim: int, momentum: float = 0.05, eps: float = 1e-5, groups: int = 0, sync: bool = True
+        self, dim: int, momentum: float = 0.05, eps: float = 1e-5, groups: int = 0, sync: bool = False
     ):
         super().__init__(dim, sync=sync)
         if groups and dim % groups:

@@ -137,6 +137,7 @@ def schema() -> dict:
             "train": _obj(
                 {
                     "max_steps": _POS_INT,
+                    "update_freq": _POS_INT,
                     "max_tokens": _POS_INT,
                     "max_sentences": {"type": ["integer", "null"], "minimum": 1},
                     "batch_size": _POS_INT,
@@ -187,6 +188,7 @@ DEFAULTS: dict = {
     },
     "train": {
         "max_steps": 1000,
+        "update_freq": 1,
         "max_tokens": 4096,
         "max_sentences": None,
         "batch_size": 128,

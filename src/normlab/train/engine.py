@@ -19,7 +19,15 @@ Nothing is appended after the final checkpoint; ``final.json`` is written last.
 
 The hot loop keeps the loss on the device; the host reads it only at log intervals, where it also
 checks that the loss is finite (a non-finite loss ends the run with status ``diverged``).
-Multi-process runs start with ``torchrun``; rank 0 writes every file.  What differs by task family
+Multi-process runs start with ``torchrun``; rank 0 writes every file.
+
+One *step* is one optimiser update.  With ``train.update_freq`` N it accumulates the gradients of N
+batches (fairseq's ``--update-freq``), and with P processes each takes its own N batches, so an
+update sees N·P batches.  The gradient is fairseq's: the sum over those batches of the target-summed
+loss plus the RBN penalties, divided by their total number of targets (:func:`accumulate_gradients`);
+for a norm without batch statistics that is one step on the union of the batches.  The learning rate,
+``max_steps``, logging, evaluation and checkpoints count updates, so a checkpoint always falls on an
+update boundary and resuming stays exact.  What differs by task family
 is asked of the family's class (``normlab.train.families``).  A finished run is read back, for the
 TID probe and other post-hoc tools, with ``normlab.train.load_run`` (``runs.py``).
 """
@@ -91,6 +99,15 @@ class Distributed:
     def barrier(self):
         if self.active:
             dist.barrier()
+
+    def all_sum(self, value: float, device: torch.device) -> torch.Tensor | float:
+        """The sum of ``value`` over the processes, as a tensor on ``device`` (no host sync); ``value``
+        itself in a single process."""
+        if not self.active:
+            return value
+        t = torch.tensor(float(value), device=device)
+        dist.all_reduce(t)
+        return t
 
     def any(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is True on any rank."""
@@ -246,6 +263,46 @@ def train_batches(cfg: dict, task: TaskData) -> list[np.ndarray]:
     return split_batches(task, "train", t["max_tokens"], t["batch_size"], cfg["seed"], t["max_sentences"])
 
 
+def accumulate_gradients(
+    wrapped: torch.nn.Module,
+    model: torch.nn.Module,
+    family,
+    batches: list,
+    label_smoothing: float,
+    autocast,
+    world: Distributed,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Back-propagate one update's ``batches`` (this process's share) into the gradients.
+
+    As fairseq with ``--update-freq``: the gradient is that of Σ_b (n_b·loss_b + Σ penalties_b) / N,
+    where loss_b is the family's loss of batch b, a mean over its ``n_targets`` n_b, the penalties are
+    the RBN terms of b's forward (``regularization_loss(model, n_b)`` is their sum over n_b), and N is
+    the number of targets of every batch of the update on every process.  DDP averages the
+    processes' gradients, so each process scales by the world size as well; it all-reduces its
+    gradients only after the last batch (``no_sync`` before).  One batch on one process is the plain
+    loss, unscaled.  Returns this process's update objective and task loss (without RBN's penalty),
+    each its batches' target-weighted mean, detached.
+    """
+    counts = [batch.n_targets for batch in batches]
+    local = sum(counts)
+    total = world.all_sum(local, device)  # a tensor when distributed: the scale stays on the device
+    scaled = len(batches) > 1 or world.active
+    update_loss = update_task_loss = 0.0
+    for i, (batch, n) in enumerate(zip(batches, counts, strict=True)):
+        last = i == len(batches) - 1
+        with contextlib.nullcontext() if last or not world.active else wrapped.no_sync():
+            batch = batch.to(device)
+            with autocast():
+                loss = family.loss(wrapped, batch, label_smoothing)
+            objective = loss + regularization_loss(model, n)
+            (objective * (n * world.world_size / total) if scaled else objective).backward()
+        weight = n / local if scaled else 1.0
+        update_loss = update_loss + objective.detach() * weight
+        update_task_loss = update_task_loss + loss.detach() * weight
+    return update_loss, update_task_loss
+
+
 def train(
     config: dict | str | Path,
     out_dir: str | Path,
@@ -331,7 +388,11 @@ class _Run:
         self.stream = EpochStream(self.task, self.train_batches, self.seed, world.rank, world.world_size)
         self.step, self.elapsed, self.tokens_seen = 0, 0.0, 0
         self.ckpt_dir = out / "checkpoints"
-        self.has_batch_stats = bool(batch_stat_norms(self.model))
+        stat_norms = batch_stat_norms(self.model).values()
+        self.has_batch_stats = bool(stat_norms)
+        # the batch statistics in effect: pooled over the processes (a norm's `sync: true` under DDP)
+        # or per device (the default, as the authors' MaskBatchNorm3d); null without such norms
+        self.bn_sync = any(m.sync for m in stat_norms) and world.active if stat_norms else None
         world.barrier()  # every rank has checked the folder before rank 0 writes into it
         if world.main:
             out.mkdir(parents=True, exist_ok=True)
@@ -379,6 +440,12 @@ class _Run:
         self.world.barrier()
 
     def _restore(self, state: dict) -> None:
+        if len(state["rng"]) != self.world.world_size:  # each process's data share and RNG are its rank's
+            raise RunStateError(
+                f"{self.out / 'checkpoints' / 'last.pt'} was written by a run of {len(state['rng'])} process(es), "
+                f"this one has {self.world.world_size}: resume it with {len(state['rng'])} (the workflow's "
+                f"`gpus`), or delete {self.out} to start it afresh"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed, self.tokens_seen = state["step"], state["elapsed"], state["tokens_seen"]
@@ -411,6 +478,7 @@ class _Run:
 
     def run(self, stop_at_step: int | None = None) -> dict:
         max_steps, log_every = self.tcfg["max_steps"], self.tcfg["log_every"]
+        update_freq = self.tcfg["update_freq"]
         smoothing = self.ocfg["label_smoothing"]
         params = [p for p in self.model.parameters() if p.requires_grad]
         recorder = self._tid_recorder()
@@ -421,23 +489,22 @@ class _Run:
         status, diverged_at = "completed", None
         self.wrapped.train()
         while self.step < max_steps:
-            batch = next(self.stream).to(self.device)
+            batches = [next(self.stream) for _ in range(update_freq)]
             self.step += 1
             lr = learning_rate(self.step, self.ocfg, max_steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            with self.autocast():
-                loss = self.family.loss(self.wrapped, batch, smoothing)
-            total = loss + regularization_loss(self.model, batch.n_targets)
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            total, loss = accumulate_gradients(
+                self.wrapped, self.model, self.family, batches, smoothing, self.autocast, self.world, self.device
+            )
             if self.ocfg["clip_norm"] > 0:
                 torch.nn.utils.clip_grad_norm_(params, self.ocfg["clip_norm"])
             self.optimizer.step()
-            loss_sum += total.detach()
-            task_loss_sum += loss.detach()
+            loss_sum += total
+            task_loss_sum += loss
             window_steps += 1
-            window_tokens += batch.n_tokens
+            window_tokens += sum(batch.n_tokens for batch in batches)
             if recorder is not None and self.step % self.tcfg["tid_every"] == 0:
                 recorder.record(self.step)
             bar.update(1)
@@ -525,6 +592,8 @@ class _Run:
             "versions": versions(),
             "n_params": self.n_params,
             "world_size": self.world.world_size,
+            "update_freq": self.tcfg["update_freq"],
+            "bn_sync": self.bn_sync,
             "device": str(self.device),
             "norm": self.cfg["model"]["norm"],
             "placement": self.cfg["model"]["placement"],
