@@ -206,3 +206,13 @@ def test_a_validation_pass_mid_epoch_leaves_the_training_memory_alone(tmp_path):
     assert train_losses(tmp_path / "plain") == train_losses(tmp_path / "valid")
     records = [json.loads(line) for line in (tmp_path / "valid" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "valid"] == [10, 20, 30]
+
+
+def test_a_run_config_may_name_any_dataset_its_family_reads():
+    """lm_stream trains on the stream of an lm corpus (Brown's) and lm on an lm_stream one (PTB per
+    sentence): the config check follows ``Family.reads``, and still refuses another family's data."""
+    data = lambda name: {"source": "normlab", "name": name, "options": {"cache": "/nonexistent"}}  # noqa: E731
+    validate(stream_config(data=data("brown_lm")))
+    validate(run_config("lm", data=data("ptb")))
+    with pytest.raises(ConfigError, match="'brown_pos' is a 'tagging' dataset: set task: tagging"):
+        validate(stream_config(data=data("brown_pos")))

@@ -298,7 +298,7 @@ def _check_data(cfg: dict) -> None:
                 f"data.name: {data['name']!r} is not a registered dataset; valid values: {', '.join(DATASETS)}"
             )
         kind = DATASETS[data["name"]].family
-        if kind != family:
+        if kind not in FAMILIES[family]().reads():  # e.g. lm_stream reads the stream of an lm corpus
             raise ConfigError(
                 f"task: {family!r}, but data.name {data['name']!r} is a {kind!r} dataset: set task: {kind}"
             )
