@@ -1,8 +1,8 @@
 """The published numbers our tables print beside ours, keyed by our dataset name, with their source.
 
 Only datasets that are the *same* as the paper's get a number: a stand-in (``bible_es_en`` for IWSLT14,
-``brown_lm`` for PTB) never does.  Notes on every source: /work/shared/reference (``claims.md``,
-``paper_tid_rbn.md`` §3.1, ``paper_layernorm_family.md`` §1.4).
+``brown_lm`` for PTB) never does.  What could be read of each paper, and where: docs/papers.md and
+docs/paper_config.md.
 """
 
 from __future__ import annotations
