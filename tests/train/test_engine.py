@@ -120,3 +120,16 @@ def test_checkpoint_averaging_uses_the_last_k(make_config, tmp_path):
         "step_00000030.pt",
         "step_00000040.pt",
     ]
+
+
+def test_keep_freed_memory_applies_on_glibc_and_can_be_turned_off(monkeypatch):
+    """mallopt is glibc's: on Linux it applies (every parameter accepted), and NORMLAB_KEEP_FREED_MEMORY=0
+    turns it off; the arithmetic never depends on it (a paired run in docs/default_sizing.md)."""
+    import platform
+
+    from normlab.train.runtime import keep_freed_memory
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True
+    monkeypatch.setenv("NORMLAB_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False

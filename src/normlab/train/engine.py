@@ -65,7 +65,7 @@ from .examples import TaskData
 from .families import get_family
 from .lock import LOCK_NAME, RunLock, lock_holder, locked_error
 from .objectives import evaluate, evaluates_with_batch_stats
-from .runtime import autocast_for, device_kind, pick_device
+from .runtime import autocast_for, device_kind, keep_freed_memory, pick_device
 from .schedules import learning_rate
 from .tasks import load_task
 from .tensorboard_log import FOLDER as TENSORBOARD_FOLDER
@@ -348,6 +348,8 @@ class _Run:
         if self.tcfg["threads"]:
             torch.set_num_threads(self.tcfg["threads"])
         self.device = pick_device(self.tcfg["device"], world.local_rank)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.autocast = autocast_for(self.device, self.tcfg["precision"])
         if self.device.type == "cpu":
             # what torch.use_deterministic_algorithms(True, warn_only=True) does, minus its import of

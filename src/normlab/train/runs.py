@@ -24,7 +24,7 @@ from .batching import EpochStream
 from .engine import build_run_model, train_batches
 from .examples import Batch, TaskData
 from .families import Family, get_family
-from .runtime import autocast_for, pick_device
+from .runtime import autocast_for, keep_freed_memory, pick_device
 from .tasks import load_task
 
 
@@ -91,6 +91,8 @@ def load_run(
     if threads or cfg["train"]["threads"]:
         torch.set_num_threads(threads or cfg["train"]["threads"])
     dev = pick_device(device, 0)
+    if dev.type == "cpu":
+        keep_freed_memory()  # the probe's forwards allocate as training does
     task = load_task(cfg["task"], cfg["data"], cfg["seed"])
     task = get_family(task.family).for_run(task, cfg)  # as the engine does
     model = build_run_model(cfg, task)
