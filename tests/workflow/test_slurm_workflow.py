@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = "config/test.yaml"
 WORKDIR = yaml.safe_load((REPO / CONFIG).read_text())["workdir"]  # where the config writes, in each copy
 RULE_RAN = re.compile(r"^\s*(local)?rule (\w+):$", re.M)  # a group job's members are indented
-# "Job N has been submitted with SLURM jobid M (log: .../rule_NAME/... or .../group_NAME/...)"
-SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/(rule|group)_(\w+)/")
+# "Job N has been submitted with SLURM jobid M (log: .../rule_NAME/... or .../group_NAME/...)"; a group's
+# NAME is its id and up to five member rules, e.g. analysis_baselines_claims_collect_figures_notebook_...
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*?/(rule|group)_([^/\s]+)/")
 ANALYSIS_GROUP = "analysis"  # workflows/analysis.smk: the analysis rules, one SLURM job together
 GPU_PARTITION = "debug"  # the test cluster's one partition (it has the fake GPU)
 # what a run's final.json says about its result; wall time, memory and versions may differ
@@ -49,6 +50,23 @@ FINAL_KEYS = (
     "n_params",
     "device",
 )
+
+
+def group_id(name: str) -> str:
+    """The group of a group job's SLURM log name (``<group>_<rule>_<rule>...``)."""
+    return ANALYSIS_GROUP if name == ANALYSIS_GROUP or name.startswith(ANALYSIS_GROUP + "_") else name
+
+
+def test_the_submission_pattern_reads_rule_and_group_jobs():
+    """The executor plugin's own log lines (snakemake-executor-plugin-slurm 2.x), a group with > 5 rules."""
+    lines = (
+        "Job 12 has been submitted with SLURM jobid 301 (log: /r/.snakemake/slurm_logs/rule_train/"
+        "wnut16_post_bn_1/301.log).\n"
+        "Job 40 has been submitted with SLURM jobid 302 (log: /r/.snakemake/slurm_logs/group_analysis_baselines_"
+        "claims_collect_figures_notebook_.../302.log).\n"
+    )
+    found = [(j, k, group_id(n) if k == "group" else n) for j, k, n in SUBMITTED.findall(lines)]
+    assert found == [("301", "rule", "train"), ("302", "group", ANALYSIS_GROUP)]
 
 
 def copy_repo(dest: Path) -> Path:
@@ -159,7 +177,8 @@ def test_test_config_on_slurm_matches_the_local_run(slurm_cluster, tmp_path):
     slurm_jobs = Counter(rule for _, rule in slurm_blocks)
     for rule in set(local_jobs) - {"fetch", "prepare"}:
         assert slurm_jobs[rule] >= local_jobs[rule], f"{rule}: {local_jobs[rule]} local, {slurm_jobs[rule]} SLURM"
-    submitted = SUBMITTED.findall(r_slurm.stderr)
+    submitted = [(job_id, kind, group_id(name) if kind == "group" else name)
+                 for job_id, kind, name in SUBMITTED.findall(r_slurm.stderr)]
     alone = Counter(name for _, kind, name in submitted if kind == "rule")
     groups = Counter(name for _, kind, name in submitted if kind == "group")
     assert set(alone) <= {"prepare", *GPU_RULES}, f"rules submitted alone: {alone}"
