@@ -13,7 +13,7 @@ SCALE_OUTPUTS = [f"paper_tables/{contract.SCALE_TABLE}.{ext}" for ext in ("md", 
 PAPER_OUTPUTS = (
     [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex", "csv")]
     + [f"paper_tables/{name}" for name in contract.CLAIMS_OUTPUTS]
-    + ["paper_tables/datasets.md"]
+    + ([] if FROM_TIDY else ["paper_tables/datasets.md"])  # from the data cards: not from tidy tables
     + [f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
     + [f"notebooks/executed/{nb}.ipynb" for nb in NOTEBOOKS]
     + (SCALE_OUTPUTS if SWEEP else [])
@@ -75,7 +75,7 @@ rule claims:
 
 rule figures:
     input:
-        tidy=TIDY_TABLES,
+        tidy=TIDY_INPUTS,
         stats=STATS_TABLES,
     output:
         [
@@ -88,6 +88,7 @@ rule figures:
         tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
+        config_sha256=CONFIG_SHA256,  # into every figure's metadata, beside the commit
     log:
         "logs/paper/figures.log",
     group: ANALYSIS_GROUP
@@ -96,7 +97,8 @@ rule figures:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "{params.normlab} figures --tidy {params.tidy} --stats {params.stats} --out {params.out} > {log} 2>&1"
+        "{params.normlab} figures --tidy {params.tidy} --stats {params.stats} --out {params.out} "
+        "--config-sha256 {params.config_sha256} > {log} 2>&1"
 
 
 rule notebook:
@@ -104,7 +106,7 @@ rule notebook:
     input:
         # the notebook sources live with the workflow (the working directory may be elsewhere)
         notebook=str(Path(workflow.basedir, "notebooks", "{notebook}.py")),
-        tidy=TIDY_TABLES,
+        tidy=TIDY_INPUTS,
         stats=STATS_TABLES,
         tables=rules.tables.output,
         figures=rules.figures.output,
@@ -130,23 +132,25 @@ rule notebook:
         "--stats {params.stats} --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 
-rule datasets_table:
-    """The datasets this configuration uses: sizes, vocabularies, licenses, source checksums."""
-    localrule: True  # reads the data cards only
-    input:
-        expand(f"{DATA_CACHE}/prepared/{{dataset}}/card.json", dataset=DATASETS_USED),
-    output:
-        report("paper_tables/datasets.md", caption="report/datasets.rst", category="Tables"),
-    params:
-        normlab=NORMLAB,
-        cache=lambda wc, input: str(Path(input[0]).parents[2]),
-        names=" ".join(DATASETS_USED),
-    log:
-        "logs/paper/datasets_table.log",
-    conda:
-        "../envs/normlab.yaml"
-    shell:
-        "{params.normlab} prepare --cards {params.names} --cache {params.cache} --out {output} > {log} 2>&1"
+if not FROM_TIDY:  # it reads the data cache
+
+    rule datasets_table:
+        """The datasets this configuration uses: sizes, vocabularies, licenses, source checksums."""
+        localrule: True  # reads the data cards only
+        input:
+            expand(f"{DATA_CACHE}/prepared/{{dataset}}/card.json", dataset=DATASETS_USED),
+        output:
+            report("paper_tables/datasets.md", caption="report/datasets.rst", category="Tables"),
+        params:
+            normlab=NORMLAB,
+            cache=lambda wc, input: str(Path(input[0]).parents[2]),
+            names=" ".join(DATASETS_USED),
+        log:
+            "logs/paper/datasets_table.log",
+        conda:
+            "../envs/normlab.yaml"
+        shell:
+            "{params.normlab} prepare --cards {params.names} --cache {params.cache} --out {output} > {log} 2>&1"
 
 
 if SWEEP:
@@ -154,7 +158,7 @@ if SWEEP:
     rule scale_study:
         """The scale study: a table, a figure per factor and the summary (TID excess over the floor vs scale)."""
         input:
-            tidy=TIDY_TABLES,
+            tidy=TIDY_INPUTS,
             stats=STATS_TABLES,
             points=rules.sweep_points.output[0],
         output:
@@ -170,6 +174,7 @@ if SWEEP:
             tables=lambda wc, output: str(Path(output.csv).parent),
             figures=lambda wc, output: str(Path(output.figures[0]).parent),
             note=norm_options_text(CFG, "rbn"),
+            config_sha256=CONFIG_SHA256,
         log:
             "logs/paper/scale_study.log",
         group: ANALYSIS_GROUP
@@ -179,4 +184,5 @@ if SWEEP:
             "../envs/normlab.yaml"
         shell:
             "{params.normlab} scale --tidy {params.tidy} --stats {params.stats} --points {input.points} "
-            "--tables {params.tables} --figures {params.figures} --note {params.note:q} > {log} 2>&1"
+            "--tables {params.tables} --figures {params.figures} --note {params.note:q} "
+            "--config-sha256 {params.config_sha256} > {log} 2>&1"

@@ -8,6 +8,9 @@ The notebooks (``notebooks/NAME.py``) take the papermill parameters ``tidy_dir``
 very interpreter: its kernelspec is written into this interpreter's prefix (the venv), under a name
 unique to that prefix, so neither ``~/.local`` nor a same-named user kernel is involved.  The executed
 notebook is written atomically; a failing cell fails the execution with that cell's error.
+
+An executed notebook is for anyone who opens it: its parameters and the paths it records are relative to
+the repository root (where they lie inside it), and its kernel is the standard ``python3``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from .contract import SCALE_NOTEBOOK
 
 NOTEBOOKS = (*_ANALYSIS_NOTEBOOKS, SCALE_NOTEBOOK)
 KERNEL_START_ATTEMPTS = 3
+# the kernel an executed notebook names: Jupyter's standard one, whatever private kernel executed it
+OPEN_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 PARAMETERS = ("tidy_dir", "stats_dir", "tables_dir", "figures_dir")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -50,6 +55,16 @@ def project_path(path: str | Path) -> Path:
     ``notebooks/`` finds ``results/tidy`` as the workflow does."""
     path = Path(path)
     return path if path.is_absolute() else project_root() / path
+
+
+def shown_path(path: str | Path, root: str | Path | None = None) -> str:
+    """``path`` relative to the project root (``root``, default :func:`project_root`) where it lies inside
+    it, else absolute: what an executed notebook records, so that it reads the same on every machine."""
+    path, root = Path(path).resolve(), Path(root).resolve() if root else project_root()
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def kernel_name() -> str:
@@ -121,7 +136,8 @@ def open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir):
 
     dirs = tuple(map(project_path, (tidy_dir, stats_dir, tables_dir, figures_dir)))
     inputs = figures.load_inputs(dirs[0], dirs[1])
-    print("tidy tables:", dirs[0], "| statistics:", dirs[1], "| absent:", ", ".join(inputs.absent) or "none")
+    print("tidy tables:", shown_path(dirs[0]), "| statistics:", shown_path(dirs[1]), "| absent:",
+          ", ".join(inputs.absent) or "none")
     for note in inputs.settings.get("limitations", []):
         print("cannot show:", note)
     return (*dirs, inputs)
@@ -163,8 +179,9 @@ def execute_notebook(
 ) -> Path:
     """Execute ``notebooks/NAME.py`` (or a ``.py`` path) with ``parameters``; return the executed ``.ipynb``.
 
-    Relative parameter paths are made absolute from the current folder before the kernel starts (the
-    kernel runs in the notebook's folder).  Raises :class:`NotebookError` when a cell fails.
+    Relative parameter paths are taken from the current folder and passed relative to the notebook's
+    project root (the kernel runs in the notebook's folder and the notebooks read them from that root;
+    a folder outside the project is passed absolute).  Raises :class:`NotebookError` when a cell fails.
     """
     import jupytext
     import nbformat
@@ -175,7 +192,8 @@ def execute_notebook(
     stem = source.stem
     out_dir = Path(out_dir) if out_dir else source.parent / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {k: str(Path(v).resolve()) if k in PARAMETERS else v for k, v in parameters.items()}
+    root = project_root(source.parent)
+    params = {k: shown_path(v, root) if k in PARAMETERS else v for k, v in parameters.items()}
 
     kernel = ensure_kernel()
     nb = jupytext.read(source)
@@ -206,6 +224,14 @@ def execute_notebook(
                 f"notebook {source} failed in cell {err.cell_index} (execution count {err.exec_count}):\n"
                 f"{err.source}\n---\n{trace}\n{err.ename}: {err.evalue}"
             ) from None
+        executed = nbformat.read(out_ipynb, as_version=4)
+        executed.metadata["kernelspec"] = dict(OPEN_KERNELSPEC)
+        # an output, not a source: paired with nothing (jupytext.toml pairs notebooks/NAME.py with an .ipynb)
+        executed.metadata.setdefault("jupytext", {})["formats"] = "ipynb"
+        # papermill records where it read and wrote: the source and the executed file, not the scratch copies
+        record = executed.metadata.get("papermill", {})
+        record.update(input_path=shown_path(source, root), output_path=shown_path(final, root))
+        nbformat.write(executed, out_ipynb)
         os.replace(out_ipynb, final)
     return final
 
