@@ -15,6 +15,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# `snakemake --report report.html`: this description, then every table, figure and notebook (as HTML)
+# with its caption (workflows/report/*.rst: scale, seeds and key number read from the statistics).
+report: "workflows/report/workflow.rst"
+
+
 include: "workflows/common.smk"
 include: "workflows/data.smk"
 include: "workflows/train.smk"

@@ -13,6 +13,7 @@ SRC = str(Path(workflow.basedir, "src").resolve())
 sys.path.insert(0, SRC)
 
 from normlab.analysis import contract
+from normlab.analysis.captions import Captions
 from normlab.provenance import resolved_sha256
 from normlab.workflow import (
     PATHS,

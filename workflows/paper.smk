@@ -10,6 +10,10 @@ SCALE_OUTPUTS = [f"paper_tables/{contract.SCALE_TABLE}.{ext}" for ext in ("md", 
     f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")
 ]
 
+# The report's captions state each figure's scale, seeds and key number, read from the tidy runs and the
+# statistics when `snakemake --report` renders them (normlab.analysis.captions; never a re-run trigger).
+CAPTIONS = Captions(PATHS.tidy, PATHS.stats, "paper_tables")
+
 PAPER_OUTPUTS = (
     [f"paper_tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex", "csv")]
     + [f"paper_tables/{name}" for name in contract.CLAIMS_OUTPUTS]
@@ -38,6 +42,7 @@ rule tables:
         normlab=NORMLAB,
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
+        captions=CAPTIONS,
     log:
         "logs/paper/tables.log",
     group: ANALYSIS_GROUP
@@ -62,6 +67,7 @@ rule claims:
         normlab=NORMLAB,
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         scale=lambda wc, input: f"--scale-study {input.scale[0]}" if input.scale else "",
+        captions=CAPTIONS,
     log:
         "logs/paper/claims.log",
     group: ANALYSIS_GROUP
@@ -89,6 +95,7 @@ rule figures:
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         out=lambda wc, output: str(Path(output[0]).parent),
         config_sha256=CONFIG_SHA256,  # into every figure's metadata, beside the commit
+        captions=CAPTIONS,
     log:
         "logs/paper/figures.log",
     group: ANALYSIS_GROUP
@@ -112,14 +119,17 @@ rule notebook:
         figures=rules.figures.output,
         scale=SCALE_OUTPUTS if SWEEP else [],  # the scale notebook checks itself against the table
     output:
-        report("notebooks/executed/{notebook}.ipynb", caption="report/notebook.rst", category="Notebooks"),
+        ipynb="notebooks/executed/{notebook}.ipynb",
+        # what the report shows (an .ipynb would be raw JSON there)
+        html=report("notebooks/executed/{notebook}.html", caption="report/notebook.rst", category="Notebooks"),
     params:
         normlab=NORMLAB,
         tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         tables=lambda wc, input: str(Path(input.tables[0]).parent),
         figures=lambda wc, input: str(Path(input.figures[0]).parent),
-        out=lambda wc, output: str(Path(output[0]).parent),
+        out=lambda wc, output: str(Path(output.ipynb).parent),
+        captions=CAPTIONS,
     log:
         "logs/paper/notebook_{notebook}.log",
     group: ANALYSIS_GROUP
@@ -128,7 +138,7 @@ rule notebook:
     conda:
         "../envs/normlab.yaml"
     shell:
-        "{params.normlab} notebooks {input.notebook} --out {params.out} --tidy {params.tidy} "
+        "{params.normlab} notebooks {input.notebook} --html --out {params.out} --tidy {params.tidy} "
         "--stats {params.stats} --tables {params.tables} --figures {params.figures} > {log} 2>&1"
 
 
@@ -166,7 +176,8 @@ if SWEEP:
                 f"paper_tables/{contract.SCALE_TABLE}.md", caption="report/scale_study.rst", category="Tables"
             ),
             csv=f"paper_tables/{contract.SCALE_TABLE}.csv",
-            figures=[f"figures/{f}.{ext}" for f in SCALE_FIGURES for ext in ("pdf", "png")],
+            figures=[report(f"figures/{f}.png", caption="report/scale_figure.rst", category="Scale study")
+                     for f in SCALE_FIGURES] + [f"figures/{f}.pdf" for f in SCALE_FIGURES],
         params:
             normlab=NORMLAB,
             tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
@@ -175,6 +186,7 @@ if SWEEP:
             figures=lambda wc, output: str(Path(output.figures[0]).parent),
             note=norm_options_text(CFG, "rbn"),
             config_sha256=CONFIG_SHA256,
+            captions=CAPTIONS,
         log:
             "logs/paper/scale_study.log",
         group: ANALYSIS_GROUP

@@ -176,12 +176,14 @@ def execute_notebook(
     out_dir: str | Path | None = None,
     notebooks_dir: str | Path | None = None,
     timeout: int = 1200,
+    html: bool = False,
 ) -> Path:
     """Execute ``notebooks/NAME.py`` (or a ``.py`` path) with ``parameters``; return the executed ``.ipynb``.
 
     Relative parameter paths are taken from the current folder and passed relative to the notebook's
     project root (the kernel runs in the notebook's folder and the notebooks read them from that root;
-    a folder outside the project is passed absolute).  Raises :class:`NotebookError` when a cell fails.
+    a folder outside the project is passed absolute).  ``html``: also ``NAME.html`` beside it (nbconvert),
+    what ``snakemake --report`` shows.  Raises :class:`NotebookError` when a cell fails.
     """
     import jupytext
     import nbformat
@@ -232,6 +234,13 @@ def execute_notebook(
         record = executed.metadata.get("papermill", {})
         record.update(input_path=shown_path(source, root), output_path=shown_path(final, root))
         nbformat.write(executed, out_ipynb)
+        if html:
+            from nbconvert import HTMLExporter
+
+            body, _ = HTMLExporter().from_notebook_node(executed)
+            out_html = Path(tmp) / f"{stem}.html"
+            out_html.write_text(body, encoding="utf-8")
+            os.replace(out_html, final.with_suffix(".html"))
         os.replace(out_ipynb, final)
     return final
 
@@ -247,12 +256,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m normlab.analysis.
     parser.add_argument("--out", default=None, help="output folder (default: notebooks/executed)")
     parser.add_argument("--notebooks", default=None, help="folder of the NAME.py files (default: notebooks/)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell (default: 1200)")
+    parser.add_argument("--html", action="store_true", help="also write NAME.html beside each executed notebook")
     args = parser.parse_args(argv)
     parameters = dict(tidy_dir=args.tidy, stats_dir=args.stats, tables_dir=args.tables, figures_dir=args.figures)
     for name in args.names:
         try:
             print(execute_notebook(name, parameters, out_dir=args.out, notebooks_dir=args.notebooks,
-                                   timeout=args.timeout))
+                                   timeout=args.timeout, html=args.html))
         except (NotebookError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
