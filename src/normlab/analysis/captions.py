@@ -29,31 +29,34 @@ def _g(value, digits: int = 3) -> str:
     return "n/a" if pd.isna(value) else f"{value:.{digits}g}"
 
 
-def _declared_bn_tid(stats: dict) -> pd.DataFrame:
+def _largest_bn(stats: dict, column: str) -> tuple[pd.Series | None, int]:
+    """BN's run with the largest ``column`` of the declared mean-TID summary (``tid_summary.csv``), and how
+    many runs have that column."""
     t = stats["tid_summary"]
     if t.empty:
-        return t
-    return t[(t["norm"] == "bn") & (t["kind"] == "mean_tid") & t["declared"].astype(str).str.lower().eq("true")]
+        return None, 0
+    t = t[(t["norm"] == "bn") & (t["kind"] == "mean_tid") & t["declared"].astype(str).str.lower().eq("true")]
+    t = t.dropna(subset=[column])
+    return (t.loc[t[column].idxmax()] if len(t) else None), len(t)
+
+
+def _where(row: pd.Series) -> str:
+    return f"{row['dataset']}, {row['placement']}-norm, seed {row['seed']}"
 
 
 def _largest_ratio(stats: dict) -> str:
-    t = _declared_bn_tid(stats)
-    t = t.dropna(subset=["ratio_ref"]) if not t.empty else t
-    if t.empty:
+    row, _ = _largest_bn(stats, "ratio_ref")
+    if row is None:
         return "no BN probe in the statistics"
-    row = t.loc[t["ratio_ref"].idxmax()]
     return (f"BN's end-of-training mean TID ({row['summary']} over layers) is at most {_g(row['ratio_ref'])}× its "
-            f"{row['floor_ref_kind']} floor ({row['dataset']}, {row['placement']}-norm, seed {row['seed']})")
+            f"{row['floor_ref_kind']} floor ({_where(row)})")
 
 
 def _largest_growth(stats: dict) -> str:
-    t = _declared_bn_tid(stats)
-    t = t.dropna(subset=["growth"]) if not t.empty else t
-    if t.empty:
+    row, n = _largest_bn(stats, "growth")
+    if row is None:
         return "no online TID records: growth over training not measured"
-    row = t.loc[t["growth"].idxmax()]
-    return (f"largest late/early growth of BN's online mean TID: {_g(row['growth'])}× "
-            f"({row['dataset']}, {row['placement']}-norm, seed {row['seed']}; {len(t)} runs measured)")
+    return f"largest late/early growth of BN's online mean TID: {_g(row['growth'])}× ({_where(row)}; {n} runs measured)"
 
 
 def _comparison_count(measure: str, comparison: str, what: str) -> Callable[[dict], str]:
