@@ -161,8 +161,10 @@ def test_notebooks_subcommand_passes_its_arguments(monkeypatch, capsys):
     name, parameters, kw = calls[0]
     assert parameters == {"tidy_dir": "T", "stats_dir": "results/stats", "tables_dir": "paper_tables",
                           "figures_dir": "F"}
-    assert kw == {"out_dir": "O", "notebooks_dir": None, "timeout": 7}
+    assert kw == {"out_dir": "O", "notebooks_dir": None, "timeout": 7, "html": False}
     assert capsys.readouterr().out.split() == ["ran", "tid_dynamics", "ran", "performance"]
+    assert main(["notebooks", "scale_study", "--html"]) == 0  # what the workflow's rule asks for the report
+    assert calls[-1][2]["html"] is True
 
 
 def test_notebooks_subcommand_usage(capsys):
