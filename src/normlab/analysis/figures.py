@@ -89,22 +89,34 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, dpi: int = 150, sta
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for ext in ("pdf", "png"):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{ext}.tmp", dir=out_dir)
-        os.close(fd)
-        try:
-            # fixed metadata: the same tables give byte-identical PDFs
-            meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
-            if stamp:
-                meta[STAMP_KEY] = stamp
-            fig.savefig(tmp, format=ext, dpi=dpi, metadata=meta)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is for everyone
-            os.replace(tmp, out_dir / f"{name}.{ext}")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(out_dir / f"{name}.{ext}")
+    engine = fig.get_layout_engine()
+    try:
+        for ext in ("pdf", "png"):
+            written.append(_save_one(fig, out_dir, name, ext, dpi, stamp))
+            # laid out once: the second format reuses the first one's layout (constrained layout of a
+            # many-panel figure costs as much as drawing it)
+            fig.set_layout_engine("none")
+    finally:
+        fig.set_layout_engine(engine)
     return written
+
+
+def _save_one(fig: Figure, out_dir: Path, name: str, ext: str, dpi: int, stamp: str | None) -> Path:
+    """``NAME.EXT``, written to a temporary file and renamed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{ext}.tmp", dir=out_dir)
+    os.close(fd)
+    try:
+        # fixed metadata: the same tables give byte-identical PDFs
+        meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
+        if stamp:
+            meta[STAMP_KEY] = stamp
+        fig.savefig(tmp, format=ext, dpi=dpi, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is for everyone
+        os.replace(tmp, out_dir / f"{name}.{ext}")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out_dir / f"{name}.{ext}"
 
 
 def make_figures(tidy_dir: str | Path, stats_dir: str | Path | None, out_dir: str | Path,
