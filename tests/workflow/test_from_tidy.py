@@ -94,6 +94,11 @@ def test_make_figures_regenerates_the_scale_study_byte_identical_from_its_tidy_t
         assert json.loads(text)["metadata"]["kernelspec"]["name"] == "python3"
         assert (ipynb.with_suffix(".html")).stat().st_size > 10_000
     assert "matches the committed table: True" in (repo / WORKDIR / "notebooks/executed/scale_study.ipynb").read_text()
+    # the scale-study notebook as a user runs it from the clone: no parameters, its own defaults
+    assert subprocess.run([str(venv / "bin" / "normlab"), "notebooks", "scale_study", "--out", str(tmp_path / "own")],
+                          cwd=repo, env=env, capture_output=True, timeout=300).returncode == 0
+    own = (tmp_path / "own" / "scale_study.ipynb").read_text()
+    assert "matches the committed table: True" in own and "tidy tables: scale_study/results/tidy" in own
 
     # the report of that DAG: the notebooks as HTML, captions with the key numbers of the statistics
     report = tmp_path / "report.html"

@@ -249,16 +249,19 @@ def main(argv: list[str] | None = None, prog: str = "python -m normlab.analysis.
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", metavar="NAME",
                         help=f"notebooks/NAME.py ({', '.join(NOTEBOOKS)}) or a path to a py:percent file")
-    parser.add_argument("--tidy", default="results/tidy", help="tidy tables (default: results/tidy)")
-    parser.add_argument("--stats", default="results/stats", help="statistics (default: results/stats)")
-    parser.add_argument("--tables", default="paper_tables", help="paper tables (default: paper_tables)")
-    parser.add_argument("--figures", default="figures", help="figures folder (default: figures)")
+    # not given: the notebook's own default (results/..., paper_tables, figures; the scale study's
+    # notebook: the committed scale_study/ folders), taken from the repository root
+    parser.add_argument("--tidy", default=None, help="tidy tables (default: the notebook's, e.g. results/tidy)")
+    parser.add_argument("--stats", default=None, help="statistics (default: the notebook's, e.g. results/stats)")
+    parser.add_argument("--tables", default=None, help="paper tables (default: the notebook's, e.g. paper_tables)")
+    parser.add_argument("--figures", default=None, help="figures folder (default: the notebook's, e.g. figures)")
     parser.add_argument("--out", default=None, help="output folder (default: notebooks/executed)")
     parser.add_argument("--notebooks", default=None, help="folder of the NAME.py files (default: notebooks/)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell (default: 1200)")
     parser.add_argument("--html", action="store_true", help="also write NAME.html beside each executed notebook")
     args = parser.parse_args(argv)
-    parameters = dict(tidy_dir=args.tidy, stats_dir=args.stats, tables_dir=args.tables, figures_dir=args.figures)
+    given = dict(tidy_dir=args.tidy, stats_dir=args.stats, tables_dir=args.tables, figures_dir=args.figures)
+    parameters = {k: v for k, v in given.items() if v is not None}
     for name in args.names:
         try:
             print(execute_notebook(name, parameters, out_dir=args.out, notebooks_dir=args.notebooks,
