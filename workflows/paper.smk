@@ -127,7 +127,7 @@ rule notebook:
         tidy=lambda wc, input: str(Path(input.tidy[0]).parent),
         stats=lambda wc, input: str(Path(input.stats[0]).parent),
         tables=lambda wc, input: str(Path(input.tables[0]).parent),
-        figures="figures",
+        figures=lambda wc, output: str(Path(output.ipynb).parents[2] / "figures"),  # the figures job's folder
         out=lambda wc, output: str(Path(output.ipynb).parent),
         captions=CAPTIONS,
     log:
