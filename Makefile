@@ -18,7 +18,7 @@ TORCH_INDEX ?= $(if $(GPU),pypi,$(if $(filter Darwin,$(shell uname -s)),pypi,cpu
 TORCH_SPEC  ?= $(shell grep -m1 '^torch==' requirements/torch.txt)
 TORCH_PIP_ARGS ?= $(if $(filter pypi,$(TORCH_INDEX)),,--index-url https://download.pytorch.org/whl/$(TORCH_INDEX))
 
-.PHONY: venv lock conda-env test test-slow test-all lint bench run clean-venv
+.PHONY: venv lock conda-env test test-slow test-all lint bench run figures clean-venv
 
 venv: $(VENV)/.installed
 
@@ -74,6 +74,15 @@ run: venv
 	@started=$$(date +%s); \
 	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake $(SNAKEMAKE_ARGS) --cores $(CORES) --rerun-incomplete --configfile $(CONFIG) \
 	&& $(VENV)/bin/normlab provenance --config $(CONFIG) --started $$started --cores $(CORES)
+
+# Every statistic, paper table, figure and executed notebook of a configuration, regenerated from its
+# committed tidy tables (results/tidy under its workdir): no training, no data, no run folders; the same
+# DAG with `--config from_tidy=true`, every job of it forced.  paper_tables/provenance.json (the runs')
+# is left as it is; each figure carries the commit that drew it (docs/workflow.md).  The scale study:
+#   make figures CONFIG="config/scale.yaml config/scale_seed1.yaml"
+figures: venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake $(SNAKEMAKE_ARGS) --cores $(CORES) --forceall \
+	  --config from_tidy=true --configfile $(CONFIG)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,6 +5,9 @@
 #   snakemake --cores 8 --profile slurm                   the papers' grid (config/paper.yaml) on SLURM GPUs
 #   snakemake --cores 2 paper_tables/claims.md --configfile config/test.yaml   one target: targets go
 #                                         before --configfile, which reads every word after it as a config
+#   snakemake --cores 2 --forceall --config from_tidy=true --configfile config/scale.yaml config/scale_seed1.yaml
+#                                         statistics, tables, figures, notebooks from the committed tidy
+#                                         tables only (`make figures`; docs/workflow.md)
 #
 # Stages, one rule file each: workflows/data.smk (fetch, prepare), workflows/train.smk (one job per
 # dataset x placement x norm x seed), workflows/analysis.smk (probe each run, tidy tables, statistics),
@@ -13,6 +16,11 @@
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+
+# `snakemake --report report.html`: this description, then every table, figure and notebook (as HTML)
+# with its caption (workflows/report/*.rst: scale, seeds and key number read from the statistics).
+report: "workflows/report/workflow.rst"
 
 
 include: "workflows/common.smk"

@@ -19,10 +19,11 @@
 # size: nothing for RBN to fix. The gaps carry a CI only where two or more seeds ran.
 
 # %% tags=["parameters"]
-tidy_dir = "results/tidy"
-stats_dir = "results/stats"
-tables_dir = "paper_tables"
-figures_dir = "figures"
+# the scale study's committed outputs (config/scale.yaml's workdir), relative to the repository root
+tidy_dir = "scale_study/results/tidy"
+stats_dir = "scale_study/results/stats"
+tables_dir = "scale_study/paper_tables"
+figures_dir = "scale_study/figures"
 
 # %%
 from pathlib import Path
@@ -31,14 +32,15 @@ import pandas as pd
 from IPython.display import display
 
 from normlab.analysis import scale as S
-from normlab.analysis.notebooks import open_inputs, show_figure
+from normlab.analysis.notebooks import open_inputs, show_figure, shown_path
 from normlab.analysis.plots import scale as P
 
 tidy_dir, stats_dir, tables_dir, figures_dir, inputs = open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir)
 points_file = Path(tidy_dir).parent / "sweep_points.csv"  # written by the workflow (rule sweep_points)
 points = S.read_points(points_file) if points_file.is_file() else None
 if points is None or points.empty or inputs.comparisons.empty:
-    print(f"no sweep in this configuration ({points_file} absent or empty, or no statistics): nothing to show")
+    print(f"no sweep in this configuration ({shown_path(points_file)} absent or empty, or no statistics): "
+          "nothing to show")
     table = None
 else:
     table = S.scale_table(points, inputs.stats, inputs.declared)

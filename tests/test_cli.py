@@ -159,10 +159,12 @@ def test_notebooks_subcommand_passes_its_arguments(monkeypatch, capsys):
                  "--timeout", "7"]) == 0
     assert [c[0] for c in calls] == ["tid_dynamics", "performance"]
     name, parameters, kw = calls[0]
-    assert parameters == {"tidy_dir": "T", "stats_dir": "results/stats", "tables_dir": "paper_tables",
-                          "figures_dir": "F"}
-    assert kw == {"out_dir": "O", "notebooks_dir": None, "timeout": 7}
+    # what is not given is the notebook's own default (the scale study's: its committed folders)
+    assert parameters == {"tidy_dir": "T", "figures_dir": "F"}
+    assert kw == {"out_dir": "O", "notebooks_dir": None, "timeout": 7, "html": False}
     assert capsys.readouterr().out.split() == ["ran", "tid_dynamics", "ran", "performance"]
+    assert main(["notebooks", "scale_study", "--html"]) == 0  # what the workflow's rule asks for the report
+    assert calls[-1][2]["html"] is True
 
 
 def test_notebooks_subcommand_usage(capsys):

@@ -13,6 +13,23 @@ STATS_TABLES = [f"{PATHS.stats}/{name}.csv" for name in contract.STATS_TABLES] +
     f"{PATHS.stats}/{contract.STATS_SETTINGS}"
 ]
 
+# What the statistics and the paper rules read: every tidy table; from committed tidy tables
+# (FROM_TIDY), those a configuration commits (contract.committed_tidy_tables) and the uncommitted ones
+# only where present (tid.csv: the statistics then say that online TID cannot be measured).
+if FROM_TIDY:
+    _missing = [f"{PATHS.tidy}/{name}.csv" for name in contract.committed_tidy_tables()
+                if not Path(PATHS.tidy, f"{name}.csv").is_file()]
+    if _missing:
+        raise WorkflowError(
+            f"from_tidy: configuration {CFG['name']!r} has no committed tidy tables in {Path.cwd()}: "
+            f"{', '.join(_missing)} missing; a full run writes them (make run CONFIG=...), or check out "
+            "a commit that holds them (docs/workflow.md, From the committed tidy tables)"
+        )
+    TIDY_INPUTS = [f"{PATHS.tidy}/{name}.csv" for name in (*contract.TIDY_TABLES, contract.BASELINES_TABLE)
+                   if name not in contract.UNCOMMITTED_TIDY_TABLES or Path(PATHS.tidy, f"{name}.csv").is_file()]
+else:
+    TIDY_INPUTS = TIDY_TABLES + [BASELINES]
+
 
 rule probe:
     """TID beside its two sampling floors (i.i.d. tokens, random whole sentences), the running-estimate
@@ -74,48 +91,51 @@ rule sweep_points:
         "scripts/write_text.py"
 
 
-rule collect:
-    """Every run, probe and benchmark of the manifest into tidy tables."""
-    input:
-        manifest=rules.manifest.output[0],
-        finals=per_run(f"{PATHS.run_dir}/final.json"),
-        probes=per_run(f"{PATHS.probe_dir}/probe.json"),
-    output:
-        TIDY_TABLES,
-    params:
-        normlab=NORMLAB,
-        out=lambda wc, output: str(Path(output[0]).parent),
-    log:
-        "logs/analysis/collect.log",
-    group: ANALYSIS_GROUP
-    resources:
-        **job_resources("collect"),
-    conda:
-        "../envs/normlab.yaml"
-    shell:
-        "{params.normlab} collect --manifest {input.manifest} --out {params.out} > {log} 2>&1"
+# From committed tidy tables, nothing writes them: the run, probe and data rules stay out of the DAG.
+if not FROM_TIDY:
+
+    rule collect:
+        """Every run, probe and benchmark of the manifest into tidy tables."""
+        input:
+            manifest=rules.manifest.output[0],
+            finals=per_run(f"{PATHS.run_dir}/final.json"),
+            probes=per_run(f"{PATHS.probe_dir}/probe.json"),
+        output:
+            TIDY_TABLES,
+        params:
+            normlab=NORMLAB,
+            out=lambda wc, output: str(Path(output[0]).parent),
+        log:
+            "logs/analysis/collect.log",
+        group: ANALYSIS_GROUP
+        resources:
+            **job_resources("collect"),
+        conda:
+            "../envs/normlab.yaml"
+        shell:
+            "{params.normlab} collect --manifest {input.manifest} --out {params.out} > {log} 2>&1"
 
 
-rule baselines:
-    """Each setting's trivial baseline (majority class or tag, all-O F1, unigram perplexity, copy-source
-    BLEU) on the test examples its runs evaluate: the learning bars' reference."""
-    input:
-        expand(f"{DATA_CACHE}/prepared/{{dataset}}/card.json", dataset=DATASETS_USED),
-    output:
-        BASELINES,
-    params:
-        normlab=NORMLAB,
-        settings=json.dumps(baseline_settings(CFG, CELLS, RUN_CONFIGS)),
-        cache=lambda wc, input: str(Path(input[0]).parents[2]),
-    log:
-        "logs/analysis/baselines.log",
-    group: ANALYSIS_GROUP
-    resources:
-        **job_resources("baselines"),
-    conda:
-        "../envs/normlab.yaml"
-    shell:
-        "{params.normlab} baselines --settings {params.settings:q} --cache {params.cache} --out {output} > {log} 2>&1"
+    rule baselines:
+        """Each setting's trivial baseline (majority class or tag, all-O F1, unigram perplexity, copy-source
+        BLEU) on the test examples its runs evaluate: the learning bars' reference."""
+        input:
+            expand(f"{DATA_CACHE}/prepared/{{dataset}}/card.json", dataset=DATASETS_USED),
+        output:
+            BASELINES,
+        params:
+            normlab=NORMLAB,
+            settings=json.dumps(baseline_settings(CFG, CELLS, RUN_CONFIGS)),
+            cache=lambda wc, input: str(Path(input[0]).parents[2]),
+        log:
+            "logs/analysis/baselines.log",
+        group: ANALYSIS_GROUP
+        resources:
+            **job_resources("baselines"),
+        conda:
+            "../envs/normlab.yaml"
+        shell:
+            "{params.normlab} baselines --settings {params.settings:q} --cache {params.cache} --out {output} > {log} 2>&1"
 
 
 rule stats:
@@ -123,8 +143,7 @@ rule stats:
     non-inferiority tests at the declared margins, Holm, minimum detectable effects), TID per layer and
     per run, growth, the TID-gap correlation, curves and conditioning summaries."""
     input:
-        TIDY_TABLES,
-        BASELINES,
+        TIDY_INPUTS,
     output:
         STATS_TABLES,
     params:

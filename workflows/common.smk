@@ -13,6 +13,8 @@ SRC = str(Path(workflow.basedir, "src").resolve())
 sys.path.insert(0, SRC)
 
 from normlab.analysis import contract
+from normlab.analysis.captions import Captions
+from normlab.provenance import resolved_sha256
 from normlab.workflow import (
     PATHS,
     SITE_FILE,
@@ -41,6 +43,12 @@ from normlab.workflow import (
 )
 
 
+# `--config from_tidy=true` (`make figures`): regenerate the statistics, paper tables, figures and
+# notebooks from the configuration's committed tidy tables, with no run, probe or data in the DAG (the
+# rules that write the tidy tables and the data-card table are left out; docs/workflow.md).  A way of
+# running, not part of the configuration: taken out before the config is checked and hashed.
+FROM_TIDY = str(config.pop("from_tidy", False)).lower() in ("true", "1", "yes")
+
 # No `configfile:` directive: Snakemake would deep-merge --configfile over it, mixing two grids.
 # Without --configfile the default configuration is read, with any --config values on top.
 if "name" not in config:
@@ -50,6 +58,8 @@ if "name" not in config:
     config.clear()
     config.update(merge(yaml.safe_load(Path(workflow.basedir, "config/default.yaml").read_text()), _given))
 
+RAW_CONFIG = dict(config)  # as given, before the data cache is made absolute (CONFIG_SHA256 below)
+
 # A config with a `workdir` runs its jobs there: its data cache is made absolute first (for the run
 # configs), relative to where the workflow was started (a SLURM job step starts inside the workdir).
 START = started_in(Path.cwd(), config.get("workdir"))
@@ -58,6 +68,10 @@ try:
     CFG, CELLS, RUN_CONFIGS = load(config, Path(workflow.basedir, "workflows/schemas/config.schema.yaml"))
 except WorkflowConfigError as err:
     raise WorkflowError(f"{err}\n(fix the workflow config; its schema is workflows/schemas/config.schema.yaml)")
+# What the configuration resolves to, hashed as paper_tables/provenance.json's config.resolved_sha256
+# (normlab.provenance): every figure carries it in its metadata.  Of the config as given, so that the
+# hash does not depend on where the checkout is (the data cache made absolute above).
+CONFIG_SHA256 = resolved_sha256(*load(RAW_CONFIG, Path(workflow.basedir, "workflows/schemas/config.schema.yaml"))[::2])
 
 # A configuration may keep all its outputs in a folder of its own (config/scale.yaml: scale_study/) so
 # that its tables and figures do not overwrite the default configuration's; the data cache stays shared.

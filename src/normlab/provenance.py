@@ -21,8 +21,9 @@ from pathlib import Path
 
 from normlab.atomic import atomic_write_text
 
-# the folders the workflow regenerates; a change there does not make the source tree "dirty"
-OUTPUT_DIRS = ("figures", "paper_tables", "notebooks/executed")
+# the folders the workflow regenerates, at the top or under a config's workdir (scale_study/); a change
+# there does not make the source tree "dirty"
+OUTPUT_DIRS = ("figures", "paper_tables", "notebooks/executed", "results")
 SCHEMA = Path("workflows/schemas/config.schema.yaml")
 
 
@@ -35,10 +36,11 @@ def _git(*args: str) -> str | None:
 
 
 def source_state() -> dict:
-    """The commit and whether tracked sources outside the output folders differ from it."""
+    """The commit and whether tracked sources outside the output folders differ from it (the whole
+    checkout's, from any folder in it)."""
     commit = _git("rev-parse", "HEAD")
-    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                   *[f":(exclude){d}" for d in OUTPUT_DIRS])
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                   *[f":(top,exclude,glob)**/{d}/**" for d in OUTPUT_DIRS])
     return {"commit": commit, "dirty": bool(changed) if changed is not None else None,
             "changed_files": changed.splitlines() if changed else []}
 
@@ -50,9 +52,15 @@ def config_digest(config_path: Path | list[Path]) -> dict:
 
     paths = [config_path] if isinstance(config_path, str | Path) else list(config_path)
     cfg, cells, runs = workflow.load_file(paths, SCHEMA)
-    resolved = json.dumps({"config": cfg, "runs": runs}, sort_keys=True, default=str)
     return {"path": " + ".join(map(str, paths)), "name": cfg["name"], "scale": cfg["scale"], "cells": len(cells),
-            "resolved_sha256": hashlib.sha256(resolved.encode()).hexdigest()}
+            "resolved_sha256": resolved_sha256(cfg, runs)}
+
+
+def resolved_sha256(cfg: dict, runs: dict) -> str:
+    """The hash of a checked configuration and its cells' run configs (``normlab.workflow.load``): the
+    provenance file's and every figure's (the workflow computes it at parse time)."""
+    resolved = json.dumps({"config": cfg, "runs": runs}, sort_keys=True, default=str)
+    return hashlib.sha256(resolved.encode()).hexdigest()
 
 
 def machine() -> dict:

@@ -177,3 +177,28 @@ def test_save_is_atomic(tmp_path, inputs, monkeypatch):
 def test_the_tidy_fixture_has_the_contract_columns(tables):
     for name, cols in TIDY_TABLES.items():
         assert set(cols) <= set(tables[name].columns), name
+
+
+def test_every_figure_carries_the_commit_and_config_hash_in_its_metadata(tmp_path, root, inputs):
+    """PDF and PNG: the commit that drew it, whether the sources were dirty, and the configuration's hash
+    (`normlab figures --config-sha256`, as the workflow passes it), read back from the files."""
+    from normlab.provenance import source_state
+
+    digest = "ab" * 32
+    assert normlab_main(["figures", "--tidy", str(root / "tidy"), "--stats", str(root / "stats"),
+                         "--out", str(tmp_path / "figs"), "--only", "tid_vs_gap", "conditioning",
+                         "--config-sha256", digest]) == 0
+    state = source_state()
+    assert state["commit"]  # the tests run in a checkout
+    for name in ("tid_vs_gap", "conditioning"):
+        for ext in ("pdf", "png"):
+            assert F.read_stamp(tmp_path / "figs" / f"{name}.{ext}") == {
+                "commit": state["commit"], "dirty": str(state["dirty"]).lower(), "config_sha256": digest}
+    # the same tables and stamp give the same PDF (no creation date in it)
+    F.save_figure(F.tid_vs_gap(inputs), tmp_path / "again", "tid_vs_gap", stamp=F.figure_stamp(digest))
+    assert (tmp_path / "again" / "tid_vs_gap.pdf").read_bytes() == (tmp_path / "figs" / "tid_vs_gap.pdf").read_bytes()
+    # a figure drawn without a stamp says so
+    F.save_figure(F.tid_vs_gap(inputs), tmp_path / "plain", "tid_vs_gap")
+    for ext in ("pdf", "png"):
+        with pytest.raises(ValueError, match="carries no normlab stamp"):
+            F.read_stamp(tmp_path / "plain" / f"tid_vs_gap.{ext}")

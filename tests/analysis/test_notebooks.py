@@ -62,6 +62,41 @@ def test_parameters_reach_the_kernel_and_output_is_atomic(tmp_path):
     assert [p.name for p in (tmp_path / "executed").iterdir()] == ["tiny.ipynb"]
 
 
+def test_an_executed_notebook_opens_anywhere_relative_paths_python3_kernel_and_html(tmp_path):
+    """Inside a project: the parameters and recorded paths are relative to its root (the notebook finds
+    them from there), the kernel is the standard python3, it pairs with nothing, and --html writes the
+    report's HTML beside it."""
+    proj = tmp_path / "proj"
+    (proj / "src" / "normlab").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (proj / "notebooks").mkdir()
+    (proj / "results" / "tidy").mkdir(parents=True)
+    (proj / "results" / "tidy" / "marker.txt").write_text("found me")
+    (proj / "notebooks" / "tiny.py").write_text(TINY.replace(
+        "assert Path(tidy_dir).is_absolute(), tidy_dir",
+        "from normlab.analysis.notebooks import project_path\n"
+        "print(project_path(tidy_dir).joinpath('marker.txt').read_text())"))
+    params = dict(tidy_dir=proj / "results" / "tidy", stats_dir=proj / "results" / "stats",
+                  tables_dir=proj / "paper_tables", figures_dir=tmp_path / "elsewhere")
+    assert N.main([str(proj / "notebooks" / "tiny.py"), "--html", "--out", str(proj / "notebooks" / "executed"),
+                   "--tidy", str(params["tidy_dir"]), "--stats", str(params["stats_dir"]),
+                   "--tables", str(params["tables_dir"]), "--figures", str(params["figures_dir"])]) == 0
+    out = proj / "notebooks" / "executed" / "tiny.ipynb"
+    nb = json.loads(out.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert nb["metadata"]["jupytext"]["formats"] == "ipynb"
+    record = nb["metadata"]["papermill"]
+    elsewhere = str((tmp_path / "elsewhere").resolve())
+    assert record["parameters"] == {"tidy_dir": "results/tidy", "stats_dir": "results/stats",
+                                    "tables_dir": "paper_tables", "figures_dir": elsewhere}
+    assert (record["input_path"], record["output_path"]) == ("notebooks/tiny.py", "notebooks/executed/tiny.ipynb")
+    assert str(proj) not in out.read_text()  # only the folder outside the project stays absolute
+    assert "found me" in "".join("".join(o.get("text", "")) for o in _outputs(out))
+    html = (proj / "notebooks" / "executed" / "tiny.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "found me" in html
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.html", "tiny.ipynb"]
+
+
 def test_a_failing_cell_fails_with_its_error(tmp_path):
     src = tmp_path / "broken.py"
     src.write_text(TINY + '\n# %%\nraise ValueError("planted failure 4711")\n\n# %%\nprint("never reached")\n')

@@ -28,6 +28,10 @@ TIDY_TABLES: dict[str, list[str]] = {
     "conditioning": ["module", "layer", "position", "measure", "value", "dim", "n_tokens", "site", "centred"],
     "benchmarks": ["rule", "s", "max_rss_mb", "cpu_time_s"],
 }
+# Tidy tables a configuration's committed results may lack: `tid` holds every online TID record (the
+# scale study's is 36 MB, too big to commit; the statistics summarise it, and treat it as empty when
+# absent).  A regeneration from committed tidy tables (`make figures`) needs every other tidy table.
+UNCOMMITTED_TIDY_TABLES = ("tid",)
 # Columns a table written before issue 14 lacks, and what such an old-style table means (read as).
 OLD_STYLE_DEFAULTS: dict[str, dict[str, object]] = {
     "runs": {"batch_stats": None, "momentum": None, "warmup_steps": None},
@@ -72,6 +76,12 @@ def scale_figures(factors) -> list[str]:
 def notebooks(sweep: bool) -> list[str]:
     """The executed notebooks of a configuration (the scale notebook only with a sweep)."""
     return list(NOTEBOOKS) + ([SCALE_NOTEBOOK] if sweep else [])
+
+
+def committed_tidy_tables() -> list[str]:
+    """The tidy tables a regeneration from committed results needs: collect's (but the uncommitted ones)
+    and the baselines."""
+    return [t for t in TIDY_TABLES if t not in UNCOMMITTED_TIDY_TABLES] + [BASELINES_TABLE]
 
 
 def tidy_columns(table: str) -> list[str]:

@@ -8,6 +8,9 @@ The notebooks (``notebooks/NAME.py``) take the papermill parameters ``tidy_dir``
 very interpreter: its kernelspec is written into this interpreter's prefix (the venv), under a name
 unique to that prefix, so neither ``~/.local`` nor a same-named user kernel is involved.  The executed
 notebook is written atomically; a failing cell fails the execution with that cell's error.
+
+An executed notebook is for anyone who opens it: its parameters and the paths it records are relative to
+the repository root (where they lie inside it), and its kernel is the standard ``python3``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from .contract import SCALE_NOTEBOOK
 
 NOTEBOOKS = (*_ANALYSIS_NOTEBOOKS, SCALE_NOTEBOOK)
 KERNEL_START_ATTEMPTS = 3
+# the kernel an executed notebook names: Jupyter's standard one, whatever private kernel executed it
+OPEN_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 PARAMETERS = ("tidy_dir", "stats_dir", "tables_dir", "figures_dir")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -50,6 +55,16 @@ def project_path(path: str | Path) -> Path:
     ``notebooks/`` finds ``results/tidy`` as the workflow does."""
     path = Path(path)
     return path if path.is_absolute() else project_root() / path
+
+
+def shown_path(path: str | Path, root: str | Path | None = None) -> str:
+    """``path`` relative to the project root (``root``, default :func:`project_root`) where it lies inside
+    it, else absolute: what an executed notebook records, so that it reads the same on every machine."""
+    path, root = Path(path).resolve(), Path(root).resolve() if root else project_root()
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def kernel_name() -> str:
@@ -121,7 +136,8 @@ def open_inputs(tidy_dir, stats_dir, tables_dir, figures_dir):
 
     dirs = tuple(map(project_path, (tidy_dir, stats_dir, tables_dir, figures_dir)))
     inputs = figures.load_inputs(dirs[0], dirs[1])
-    print("tidy tables:", dirs[0], "| statistics:", dirs[1], "| absent:", ", ".join(inputs.absent) or "none")
+    print("tidy tables:", shown_path(dirs[0]), "| statistics:", shown_path(dirs[1]), "| absent:",
+          ", ".join(inputs.absent) or "none")
     for note in inputs.settings.get("limitations", []):
         print("cannot show:", note)
     return (*dirs, inputs)
@@ -160,11 +176,14 @@ def execute_notebook(
     out_dir: str | Path | None = None,
     notebooks_dir: str | Path | None = None,
     timeout: int = 1200,
+    html: bool = False,
 ) -> Path:
     """Execute ``notebooks/NAME.py`` (or a ``.py`` path) with ``parameters``; return the executed ``.ipynb``.
 
-    Relative parameter paths are made absolute from the current folder before the kernel starts (the
-    kernel runs in the notebook's folder).  Raises :class:`NotebookError` when a cell fails.
+    Relative parameter paths are taken from the current folder and passed relative to the notebook's
+    project root (the kernel runs in the notebook's folder and the notebooks read them from that root;
+    a folder outside the project is passed absolute).  ``html``: also ``NAME.html`` beside it (nbconvert),
+    what ``snakemake --report`` shows.  Raises :class:`NotebookError` when a cell fails.
     """
     import jupytext
     import nbformat
@@ -175,7 +194,8 @@ def execute_notebook(
     stem = source.stem
     out_dir = Path(out_dir) if out_dir else source.parent / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {k: str(Path(v).resolve()) if k in PARAMETERS else v for k, v in parameters.items()}
+    root = project_root(source.parent)
+    params = {k: shown_path(v, root) if k in PARAMETERS else v for k, v in parameters.items()}
 
     kernel = ensure_kernel()
     nb = jupytext.read(source)
@@ -206,6 +226,21 @@ def execute_notebook(
                 f"notebook {source} failed in cell {err.cell_index} (execution count {err.exec_count}):\n"
                 f"{err.source}\n---\n{trace}\n{err.ename}: {err.evalue}"
             ) from None
+        executed = nbformat.read(out_ipynb, as_version=4)
+        executed.metadata["kernelspec"] = dict(OPEN_KERNELSPEC)
+        # an output, not a source: paired with nothing (jupytext.toml pairs notebooks/NAME.py with an .ipynb)
+        executed.metadata.setdefault("jupytext", {})["formats"] = "ipynb"
+        # papermill records where it read and wrote: the source and the executed file, not the scratch copies
+        record = executed.metadata.get("papermill", {})
+        record.update(input_path=shown_path(source, root), output_path=shown_path(final, root))
+        nbformat.write(executed, out_ipynb)
+        if html:
+            from nbconvert import HTMLExporter
+
+            body, _ = HTMLExporter().from_notebook_node(executed)
+            out_html = Path(tmp) / f"{stem}.html"
+            out_html.write_text(body, encoding="utf-8")
+            os.replace(out_html, final.with_suffix(".html"))
         os.replace(out_ipynb, final)
     return final
 
@@ -214,19 +249,23 @@ def main(argv: list[str] | None = None, prog: str = "python -m normlab.analysis.
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", metavar="NAME",
                         help=f"notebooks/NAME.py ({', '.join(NOTEBOOKS)}) or a path to a py:percent file")
-    parser.add_argument("--tidy", default="results/tidy", help="tidy tables (default: results/tidy)")
-    parser.add_argument("--stats", default="results/stats", help="statistics (default: results/stats)")
-    parser.add_argument("--tables", default="paper_tables", help="paper tables (default: paper_tables)")
-    parser.add_argument("--figures", default="figures", help="figures folder (default: figures)")
+    # not given: the notebook's own default (results/..., paper_tables, figures; the scale study's
+    # notebook: the committed scale_study/ folders), taken from the repository root
+    parser.add_argument("--tidy", default=None, help="tidy tables (default: the notebook's, e.g. results/tidy)")
+    parser.add_argument("--stats", default=None, help="statistics (default: the notebook's, e.g. results/stats)")
+    parser.add_argument("--tables", default=None, help="paper tables (default: the notebook's, e.g. paper_tables)")
+    parser.add_argument("--figures", default=None, help="figures folder (default: the notebook's, e.g. figures)")
     parser.add_argument("--out", default=None, help="output folder (default: notebooks/executed)")
     parser.add_argument("--notebooks", default=None, help="folder of the NAME.py files (default: notebooks/)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell (default: 1200)")
+    parser.add_argument("--html", action="store_true", help="also write NAME.html beside each executed notebook")
     args = parser.parse_args(argv)
-    parameters = dict(tidy_dir=args.tidy, stats_dir=args.stats, tables_dir=args.tables, figures_dir=args.figures)
+    given = dict(tidy_dir=args.tidy, stats_dir=args.stats, tables_dir=args.tables, figures_dir=args.figures)
+    parameters = {k: v for k, v in given.items() if v is not None}
     for name in args.names:
         try:
             print(execute_notebook(name, parameters, out_dir=args.out, notebooks_dir=args.notebooks,
-                                   timeout=args.timeout))
+                                   timeout=args.timeout, html=args.html))
         except (NotebookError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

@@ -179,10 +179,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", required=True, type=Path, help="folder for scale_study.md and .csv")
     parser.add_argument("--figures", required=True, type=Path, help="folder for scale_*.pdf and .png")
     parser.add_argument("--note", default="", help="a line every figure states (the workflow: RBN's λ)")
+    from .figures import add_stamp_argument
+
+    add_stamp_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .figures import save_figure
+    from .figures import figure_stamp, save_figure
     from .plots import scale as plots
     from .plots.inputs import load_inputs
 
@@ -197,12 +200,13 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(args.tables / f"{SCALE_TABLE}.md",
                       table_markdown(table, scale, inputs.declared, inputs.settings.get("limitations", [])))
     factors = list(dict.fromkeys(points["factor"]))
+    stamp = figure_stamp(args.config_sha256)
     for factor in factors:
         for path in save_figure(plots.factor_figure(inputs, table, factor, note=args.note), args.figures,
-                                f"scale_{factor}"):
+                                f"scale_{factor}", stamp=stamp):
             print(path)
     for path in save_figure(plots.summary_figure(inputs, table, factors, note=args.note), args.figures,
-                            "scale_summary"):
+                            "scale_summary", stamp=stamp):
         print(path)
     print(args.tables / f"{SCALE_TABLE}.md")
     return 0

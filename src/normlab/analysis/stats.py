@@ -46,7 +46,15 @@ from statsmodels.stats.power import NormalIndPower, TTestPower
 from normlab.atomic import atomic_write_text
 
 from . import options as analysis_options
-from .contract import BASELINES_TABLE, ID_COLUMNS, STATS_SETTINGS, STATS_TABLES, TID_KINDS, TIDY_TABLES
+from .contract import (
+    BASELINES_TABLE,
+    ID_COLUMNS,
+    STATS_SETTINGS,
+    STATS_TABLES,
+    TID_KINDS,
+    TIDY_TABLES,
+    UNCOMMITTED_TIDY_TABLES,
+)
 from .labels import BASELINE_LABELS, module_key
 from .tidy import limitations, read_tidy, write_csv
 
@@ -889,7 +897,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main_stats(tidy_dir: Path, out: Path, opts: dict | None = None) -> dict[str, pd.DataFrame]:
     """Read the tidy tables, compute, write every statistics table and ``analysis.json``."""
     opts = analysis_options.with_defaults(opts)
-    tidy = read_tidy(tidy_dir, (*TIDY_TABLES, BASELINES_TABLE), optional=("tid", BASELINES_TABLE))
+    tidy = read_tidy(tidy_dir, (*TIDY_TABLES, BASELINES_TABLE), optional=(*UNCOMMITTED_TIDY_TABLES, BASELINES_TABLE))
     results = compute(tidy, opts)
     for name, frame in results.items():
         write_csv(frame, Path(out) / f"{name}.csv")

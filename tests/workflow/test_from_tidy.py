@@ -1,0 +1,112 @@
+"""`make figures`: a configuration's statistics, tables, figures, notebooks and report regenerated from its
+committed tidy tables (`--config from_tidy=true`), with no run, probe, data or tid.csv; on the scale
+study (config/scale.yaml, scale_study/) the tables come out byte-identical to the committed ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from normlab.analysis import contract
+from normlab.analysis.figures import read_stamp
+from normlab.provenance import config_digest
+from normlab.workflow import PATHS
+
+from .snakemake_run import ROOT, snakemake
+
+SCALE_CONFIG = ["config/scale.yaml", "config/scale_seed1.yaml"]  # what scale_study/ holds (its provenance)
+WORKDIR = "scale_study"
+
+
+def test_a_config_without_committed_tidy_tables_names_the_files_and_the_fix(tmp_path):
+    result = snakemake("-n", "--cores", "1", "--config", "from_tidy=true", "--configfile", "config/test.yaml",
+                       workdir=tmp_path, timeout=300)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "from_tidy: configuration 'test' has no committed tidy tables" in out
+    for name in contract.committed_tidy_tables():
+        assert f"{PATHS.tidy}/{name}.csv" in out
+    assert f"{PATHS.tidy}/tid.csv" not in out  # not committed (too big): never asked for
+    assert "make run CONFIG=" in out
+
+
+def _checkout_copy(dest: Path) -> str:
+    """The working tree's tracked and unignored files (what a fresh clone of it holds), committed in a
+    repository of their own; returns its commit."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    git = dict(cwd=dest, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q"], **git)
+    subprocess.run(["git", "add", "-A"], **git)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], **git)
+    return subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
+
+
+@pytest.mark.slow  # ~95 s on 2 cores: statistics, tables, 14 figures, five notebooks, the report
+def test_make_figures_regenerates_the_scale_study_byte_identical_from_its_tidy_tables(tmp_path):
+    repo = tmp_path / "p"
+    commit = _checkout_copy(repo)
+    committed = {p.relative_to(repo): p.read_bytes() for p in (repo / WORKDIR).rglob("*") if p.is_file()}
+    assert not (repo / WORKDIR / PATHS.tidy / "tid.csv").exists() and not (repo / WORKDIR / "results/runs").exists()
+    venv = Path(sys.prefix)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    started = time.time()
+    # the documented command; `-o`: the venv is this one, not to be rebuilt for the copy's newer files
+    made = subprocess.run(["make", "figures", f"VENV={venv}", "-o", f"{venv}/.installed", "CORES=2",
+                           f"CONFIG={' '.join(SCALE_CONFIG)}"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=900)
+    wall = time.time() - started
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    print(f"make figures: {wall:.0f} s")
+
+    # every committed table and statistic, byte for byte; the runs' provenance left alone
+    tables = [p for p in committed if p.parts[1] in ("paper_tables", "results")]
+    assert len(tables) > 30
+    differ = [str(p) for p in tables if (repo / p).read_bytes() != committed[p]]
+    assert not differ, f"regenerated tables differ from the committed ones: {differ}"
+    assert "paper_tables/datasets.md" in {str(p.relative_to(WORKDIR)) for p in committed}  # kept, not rebuilt
+    # every figure (the scale study's and the papers'), with this commit and the configuration's hash
+    digest = config_digest([repo / c for c in SCALE_CONFIG])["resolved_sha256"]
+    figures = [*contract.FIGURES, *contract.scale_figures(["steps", "depth", "width", "lr", "placement",
+                                                           "sentence_length"])]
+    for name in figures:
+        for ext in ("pdf", "png"):
+            path = repo / WORKDIR / "figures" / f"{name}.{ext}"
+            assert path.stat().st_mtime >= started, path
+            assert read_stamp(path) == {"commit": commit, "dirty": "false", "config_sha256": digest}, path
+    # the notebooks: executed, relative paths only, the standard kernel, and their HTML
+    for name in contract.notebooks(True):
+        ipynb = repo / WORKDIR / "notebooks" / "executed" / f"{name}.ipynb"
+        text = ipynb.read_text()
+        assert str(tmp_path) not in text and "/work/" not in text, name
+        assert json.loads(text)["metadata"]["kernelspec"]["name"] == "python3"
+        assert (ipynb.with_suffix(".html")).stat().st_size > 10_000
+    assert "matches the committed table: True" in (repo / WORKDIR / "notebooks/executed/scale_study.ipynb").read_text()
+    # the scale-study notebook as a user runs it from the clone: no parameters, its own defaults
+    assert subprocess.run([str(venv / "bin" / "normlab"), "notebooks", "scale_study", "--out", str(tmp_path / "own")],
+                          cwd=repo, env=env, capture_output=True, timeout=300).returncode == 0
+    own = (tmp_path / "own" / "scale_study.ipynb").read_text()
+    assert "matches the committed table: True" in own and "tidy tables: scale_study/results/tidy" in own
+
+    # the report of that DAG: the notebooks as HTML, captions with the key numbers of the statistics
+    report = tmp_path / "report.html"
+    built = subprocess.run(["snakemake", "--report", str(report), "--config", "from_tidy=true",
+                            "--configfile", *SCALE_CONFIG], cwd=repo, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    html = report.read_text()
+    assert html.count('"mime_type": "text/html"') == len(contract.notebooks(True))
+    assert "Key number" in html and "seeds 1 (81 runs: 81 completed)" in html
+    assert "Spearman" in html  # tid_vs_gap's key number, from correlations.csv
