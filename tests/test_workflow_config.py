@@ -25,7 +25,9 @@ def config(name="test"):
         # base + 2 levels of steps on 3 datasets, 2 levels of depth/width/lr/length and 1 of placement on
         # 2 datasets, each x 3 norms x 3 seeds
         ("scale", (3 * 3 + 2 * (2 + 2 + 2 + 1 + 2)) * 3 * 3),
-        ("default", (5 * 2 * 3 + 3 * 2 * 1 + 3 * 1 * 5 - 3) * 3),
+        # bn_rbn 2 datasets x 2 x 3, powernorm 1 x 2 x 1, ln_family 1 x 1 x 5 (ln shared with bn_rbn), each
+        # x 5 seeds; pipeline_check 4 datasets x 1 x 2 at one seed
+        ("default", (2 * 2 * 3 + 1 * 2 * 1 + 1 * 1 * 5 - 1) * 5 + 4 * 1 * 2 * 1),
         # bn_rbn; ln_family (IWSLT14's LN-family variant + 3 datasets sharing ln with bn_rbn); ln_family_code
         # (Pre-Norm only); modern (ln, bn, rbn shared with bn_rbn)
         ("paper", (10 * 2 * 4 + (1 * 2 * 5 + 3 * 2 * 5 - 3 * 2) + 1 * 1 * 5 + (5 * 2 * 5 - 5 * 2 * 3)) * 5),
