@@ -59,45 +59,65 @@ def _flat(seqs, index: np.ndarray, drop_last: bool = False, max_len: int | None 
     return np.asarray(seqs.ids)[shift + np.arange(int(lengths.sum()))].astype(np.int64), lengths
 
 
+def _majority_label(train, test, tr, te, options, bleu_tokenize) -> list[dict]:
+    value, n = _majority(np.asarray(train.labels)[tr], np.asarray(test.labels)[te])
+    return [dict(metric="accuracy", baseline="majority", value=value, n_examples=len(te), n_targets=n)]
+
+
+def _majority_tag(train, test, tr, te, options, bleu_tokenize) -> list[dict]:
+    """The most frequent tag (accuracy); and, for IOB2 tag sets, everything ``O`` (entity F1)."""
+    max_len = options.get("max_len")
+    train_tags, _ = _flat(train.tags, tr, max_len=max_len)
+    test_tags, lengths = _flat(test.tags, te, max_len=max_len)
+    value, n = _majority(train_tags, test_tags)
+    rows = [dict(metric="accuracy", baseline="majority", value=value, n_examples=len(te), n_targets=n)]
+    names = np.asarray(train.label_names, dtype=object)
+    if len(names) and all(IOB2_NAME.match(t) for t in names):
+        from normlab.metrics import entity_f1  # seqeval, only for IOB2 tag sets
+
+        truth = [list(seq) for seq in np.split(names[test_tags], np.cumsum(lengths)[:-1])]
+        f1 = entity_f1(truth, [["O"] * len(seq) for seq in truth])
+        rows.append(dict(metric="f1", baseline="all_o", value=f1, n_examples=len(te), n_targets=n))
+    return rows
+
+
+def _unigram(train, test, tr, te, options, bleu_tokenize) -> list[dict]:
+    """Per sentence or as a stream: every token and each sentence's <eos>, as the engine's targets
+    (each sentence without its stored <eos>, cut to max_len, then <eos>)."""
+    max_len, eos = options.get("max_len"), train.eos_id
+    train_ids, _ = _flat(train.tokens, tr, drop_last=True, max_len=max_len)
+    counts = np.bincount(train_ids, minlength=train.vocab_size).astype(np.float64)
+    counts[eos] += len(tr)
+    logp = np.log((counts + 1) / (counts.sum() + train.vocab_size))  # add-one smoothing
+    test_ids, _ = _flat(test.tokens, te, drop_last=True, max_len=max_len)
+    n = len(test_ids) + len(te)
+    nll = -float(logp[test_ids].sum() + len(te) * logp[eos])
+    return [dict(metric="ppl", baseline="unigram", value=math.exp(nll / n), n_examples=len(te), n_targets=n)]
+
+
+def _copy_source(train, test, tr, te, options, bleu_tokenize) -> list[dict]:
+    return _copy_source_bleu(test, te, bleu_tokenize)
+
+
+# the trivial baseline(s) of each data family (the module docstring's table)
+BASELINES = {
+    "classification": _majority_label,
+    "image": _majority_label,
+    "tagging": _majority_tag,
+    **{family: _unigram for family in STORED_EOS},
+    "translation": _copy_source,
+}
+
+
 def baseline_rows(splits: dict, family: str, options: dict, bleu_tokenize: str = "13a") -> list[dict]:
     """The baselines of one setting from its ``train`` and ``test`` splits (``DatasetSplit`` objects)."""
+    if family not in BASELINES:
+        raise ValueError(f"no trivial baseline for family {family!r}")
     train, test = splits["train"], splits["test"]
     tr, te = selected(train, "train", options), selected(test, "test", options)
     if len(te) == 0 or len(tr) == 0:
         raise ValueError(f"no train or test examples left with data options {options}")
-    max_len = options.get("max_len")
-    rows = []
-    if family in ("classification", "image"):
-        value, n = _majority(np.asarray(train.labels)[tr], np.asarray(test.labels)[te])
-        rows.append(dict(metric="accuracy", baseline="majority", value=value, n_examples=len(te), n_targets=n))
-    elif family == "tagging":
-        train_tags, _ = _flat(train.tags, tr, max_len=max_len)
-        test_tags, lengths = _flat(test.tags, te, max_len=max_len)
-        value, n = _majority(train_tags, test_tags)
-        rows.append(dict(metric="accuracy", baseline="majority", value=value, n_examples=len(te), n_targets=n))
-        names = np.asarray(train.label_names, dtype=object)
-        if len(names) and all(IOB2_NAME.match(t) for t in names):
-            from normlab.metrics import entity_f1  # seqeval, only for IOB2 tag sets
-
-            truth = [list(seq) for seq in np.split(names[test_tags], np.cumsum(lengths)[:-1])]
-            f1 = entity_f1(truth, [["O"] * len(seq) for seq in truth])
-            rows.append(dict(metric="f1", baseline="all_o", value=f1, n_examples=len(te), n_targets=n))
-    elif family in STORED_EOS:  # per sentence or as a stream: every token and each sentence's <eos>
-        eos = train.eos_id
-        # the targets: each sentence without its stored <eos>, cut to max_len, then <eos> (as the engine's)
-        train_ids, _ = _flat(train.tokens, tr, drop_last=True, max_len=max_len)
-        counts = np.bincount(train_ids, minlength=train.vocab_size).astype(np.float64)
-        counts[eos] += len(tr)
-        logp = np.log((counts + 1) / (counts.sum() + train.vocab_size))  # add-one smoothing
-        test_ids, _ = _flat(test.tokens, te, drop_last=True, max_len=max_len)
-        n = len(test_ids) + len(te)
-        nll = -float(logp[test_ids].sum() + len(te) * logp[eos])
-        rows.append(dict(metric="ppl", baseline="unigram", value=math.exp(nll / n), n_examples=len(te), n_targets=n))
-    elif family == "translation":
-        rows += _copy_source_bleu(test, te, bleu_tokenize)
-    else:
-        raise ValueError(f"no trivial baseline for family {family!r}")
-    return rows
+    return BASELINES[family](train, test, tr, te, options, bleu_tokenize)
 
 
 def _copy_source_bleu(test, te: np.ndarray, bleu_tokenize: str) -> list[dict]:

@@ -23,7 +23,7 @@ def selected(split, split_name: str, options: dict) -> np.ndarray:
     """The indices of the examples of ``split`` (a ``DatasetSplit``) that a run with ``options`` uses:
     those in ``length_range``, then the first ``max_examples`` (valid/test: and ``max_eval_examples``).
     The options are those of a validated run config (``normlab.train`` checks names, types and order)."""
-    if split.family == "image":
+    if split.tokens is None:  # images: no tokens, no lengths
         index = np.arange(len(split.labels))
     else:
         index = np.arange(len(split.tokens))
