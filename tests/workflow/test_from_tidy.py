@@ -110,3 +110,23 @@ def test_make_figures_regenerates_the_scale_study_byte_identical_from_its_tidy_t
     assert html.count('"mime_type": "text/html"') == len(contract.notebooks(True))
     assert "Key number" in html and "seeds 1 (81 runs: 81 completed)" in html
     assert "Spearman" in html  # tid_vs_gap's key number, from correlations.csv
+
+
+@pytest.mark.slow  # ~60 s on 2 cores
+def test_make_figures_regenerates_the_default_tables_byte_identical_from_its_tidy_tables(tmp_path):
+    """The default configuration's committed tidy tables (tid.csv included) give back its committed
+    statistics and paper tables byte for byte, and stamped figures."""
+    repo = tmp_path / "p"
+    commit = _checkout_copy(repo)
+    tables = [p for d in ("paper_tables", "results/stats") for p in (repo / d).rglob("*") if p.is_file()]
+    committed = {p: p.read_bytes() for p in tables}
+    assert len(committed) > 20 and not (repo / "results/runs").exists()
+    venv = Path(sys.prefix)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    made = subprocess.run(["make", "figures", f"VENV={venv}", "-o", f"{venv}/.installed", "CORES=2",
+                           "CONFIG=config/default.yaml"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    differ = [str(p.relative_to(repo)) for p in committed if p.read_bytes() != committed[p]]
+    assert not differ, f"regenerated tables differ from the committed ones: {differ}"
+    assert read_stamp(repo / "figures" / "tid_curves.png")["commit"] == commit
