@@ -202,3 +202,15 @@ def test_every_figure_carries_the_commit_and_config_hash_in_its_metadata(tmp_pat
     for ext in ("pdf", "png"):
         with pytest.raises(ValueError, match="carries no normlab stamp"):
             F.read_stamp(tmp_path / "plain" / f"tid_vs_gap.{ext}")
+
+
+def test_a_panel_whose_ln_did_not_learn_says_so():
+    import pandas as pd
+
+    from normlab.analysis.plots.inputs import Inputs
+
+    bars = pd.DataFrame({"dataset": ["a", "b"], "testable": [True, False]})
+    runs = pd.DataFrame({"dataset": ["a", "b"], "task": ["tagging", "translation"]})
+    inputs = Inputs(runs=runs, scores=pd.DataFrame(), stats={"learning_bars": bars}, settings={})
+    assert "did not learn" not in inputs.title("a") and inputs.title("a").startswith("NLP · a (tagging)")
+    assert inputs.title("b").endswith("LN did not learn: pipeline check")

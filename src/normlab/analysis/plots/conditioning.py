@@ -16,7 +16,6 @@ from .style import (
     PLACEMENT_MARKERS,
     PLACEMENT_STYLES,
     cell_label,
-    column_title,
     dataset_order,
     empty_figure,
     finish,
@@ -57,7 +56,7 @@ def draw(inputs: Inputs, norms: tuple[str, ...] = ("ln", "bn", "rbn")) -> Figure
         for i, measure in enumerate(measures):
             ax = axes[block * len(measures) + i, j]
             if i == 0:
-                ax.set_title(column_title(dataset, inputs.task_of(dataset)), fontsize=8)
+                ax.set_title(inputs.title(dataset), fontsize=8)
             if j == 0:
                 ax.set_ylabel(MEASURE_LABELS[measure])
             part = sub[sub["measure"] == measure]

@@ -14,7 +14,6 @@ from ..labels import METRIC_UNITS, PERCENT_METRICS, norm_label
 from .inputs import Inputs
 from .style import (
     PLACEMENT_STYLES,
-    column_title,
     dataset_order,
     empty_figure,
     finish,
@@ -53,7 +52,7 @@ def draw(inputs: Inputs) -> Figure:
         metric = str(sub["metric"].iloc[0])
         scale = 100.0 if metric in PERCENT_METRICS else 1.0
         hib = bool(sub["higher_is_better"].iloc[0])
-        ax.set_title(column_title(dataset, inputs.task_of(dataset)))
+        ax.set_title(inputs.title(dataset))
         for placement in placements:  # LN's level: the reference every gap is read against
             ln = sub[(sub["norm"] == "ln") & (sub["placement"] == placement) & (sub["stats"] == "population")]
             if len(ln):

@@ -49,6 +49,15 @@ class Inputs:
                     return str(hit.iloc[0])
         return "?"
 
+    def title(self, dataset: str) -> str:
+        """A panel's title: the setting, and, where its LN fails the learning bar (stats ``learning_bars``),
+        that it did not learn, so no reader takes the panel for evidence."""
+        from .style import column_title
+
+        bars = self.stats.get("learning_bars", pd.DataFrame())
+        failed = "testable" in bars.columns and (~bars.loc[bars["dataset"] == dataset, "testable"].astype(bool)).any()
+        return column_title(dataset, self.task_of(dataset)) + ("\nLN did not learn: pipeline check" if failed else "")
+
 
 def load_inputs(tidy_dir: str | Path, stats_dir: str | Path | None = None) -> Inputs:
     """The tidy runs and scores of ``tidy_dir`` and every statistics table of ``stats_dir`` (either may be

@@ -13,7 +13,6 @@ from .style import (
     DIVERGED_HANDLE,
     PLACEMENT_STYLES,
     cell_label,
-    column_title,
     dataset_order,
     draw_diverged,
     empty_figure,
@@ -45,7 +44,7 @@ def draw(inputs: Inputs, norms: tuple[str, ...] = ("bn", "rbn")) -> Figure:
         for i, kind in enumerate(kinds):
             ax = axes[i, j]
             if i == 0:
-                ax.set_title(column_title(dataset, inputs.task_of(dataset)))
+                ax.set_title(inputs.title(dataset))
             if j == 0:
                 ax.set_ylabel(TID_KIND_LABELS[kind].split("  ")[0])
             if i == len(kinds) - 1:

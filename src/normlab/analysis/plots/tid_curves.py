@@ -14,7 +14,6 @@ from ..labels import PLACEMENT_LABELS, TID_KIND_LABELS, TID_SUMMARY_LABELS, norm
 from .inputs import Inputs
 from .style import (
     DIVERGED_HANDLE,
-    column_title,
     dataset_order,
     draw_diverged,
     empty_figure,
@@ -71,7 +70,7 @@ def draw(inputs: Inputs, norm: str = "bn") -> Figure:
         for i, (kind, placement) in enumerate(rows):
             ax = axes[i, j]
             if i == 0:
-                ax.set_title(column_title(dataset, inputs.task_of(dataset)))
+                ax.set_title(inputs.title(dataset))
             if j == 0:
                 ax.set_ylabel(f"{TID_KIND_LABELS[kind].split('  ')[0]}\n{PLACEMENT_LABELS.get(placement, placement)}")
             if i == len(rows) - 1:

@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 
 from ..labels import PLACEMENT_LABELS, TID_KIND_LABELS, module_label, norm_label
 from .inputs import Inputs
-from .style import column_title, dataset_order, empty_figure, finish, log_axis, new_figure, ordered, styled
+from .style import dataset_order, empty_figure, finish, log_axis, new_figure, ordered, styled
 
 # quantity -> (label, marker, line style, colour)
 QUANTITIES = {
@@ -47,7 +47,7 @@ def draw(inputs: Inputs, norm: str = "bn") -> Figure:
     seen = set()
     for n, (dataset, placement, kind) in enumerate(panels):
         ax, j = axes.flat[n], n % ncols
-        ax.set_title(f"{column_title(dataset, inputs.task_of(dataset))}\n{PLACEMENT_LABELS.get(placement)} · "
+        ax.set_title(f"{inputs.title(dataset)}\n{PLACEMENT_LABELS.get(placement)} · "
                      f"{TID_KIND_LABELS[kind].split('  ')[0]}", fontsize=8)
         sub = prof[(prof["dataset"] == dataset) & (prof["placement"] == placement) & (prof["kind"] == kind)]
         modules = sub.sort_values("order").drop_duplicates("module")["module"].tolist()
