@@ -1,16 +1,18 @@
 """Forward+backward time of every norm, as a ratio to ``ln``, and the cost of online TID recording.
 
     python benchmarks/bench_norms.py [--batch 64 --time 64 --dim 512 --repeats 30 --step-repeats 30 --seed 0
-                                     --threads N --compile]
+                                     --threads N --compile --allocator training|default]
 
 All norms are timed in one run, round by round, in a new seeded random order each round (a fixed order
 gave the norm timed after a slow one a position penalty), at a Transformer-like shape with ~10 % padding.
 The table reports the median over rounds of each norm's time divided by ``ln``'s in the same round
 (paired, so that the load of other processes cancels), and the minor page faults of its timed call
 (first touches of memory that the C library had handed back to the system: a norm that allocates many
-large temporaries pays for them here, and so can the norm timed after it).  Reference rows time
-``torch.nn.BatchNorm1d`` over all tokens (no padding mask: PyTorch's own fused BN kernels) and
-``torch.nn.functional.rms_norm`` (which ``rmsnorm`` does not use: it is composite on the CPU).  Then a
+large temporaries pays for them here, and so can the norm timed after it).  By default glibc is told to
+keep freed memory, as ``normlab train`` does on a CPU (``--allocator default`` leaves glibc as it is).
+Reference rows time ``torch.nn.BatchNorm1d`` over all tokens (no padding mask: PyTorch's own fused BN
+kernels) and ``torch.nn.functional.rms_norm`` (which ``rmsnorm`` does not use: it is composite on the
+CPU).  Then a
 6-layer residual FFN stack with 12 norms (the norm count of the RBN paper's encoder) is trained with
 ``ln``, ``bn`` and ``rbn`` side by side (shuffled the same way), and ``OnlineTIDRecorder.record`` is
 timed against the ``bn`` training step.  ``--compile`` adds ``torch.compile``d copies of ``ln``, ``bn``
@@ -32,11 +34,13 @@ from torch import nn
 
 from normlab.norms import NORMS, build_norm, regularization_loss
 from normlab.tid import OnlineTIDRecorder
+from normlab.train.runtime import keep_freed_memory
 
 OPTIONS = {"rbn": {"penalty_mean": 0.1, "penalty_var": 0.01}, "powernorm": {"groups": 4, "warmup_iters": 0}}
 NATIVE_BN = "torch BatchNorm1d (no mask)"  # a reference row: PyTorch's fused BN kernels on all tokens
 TORCH_RMS = "torch F.rms_norm"  # a reference row: PyTorch's RMSNorm (composite on the CPU), what rmsnorm replaced
 COMPILED = ("ln", "bn", "rbn")  # the norms that --compile adds once more, compiled
+ALLOCATORS = ("training", "default")  # --allocator
 
 
 def compiled_label(name: str) -> str:
@@ -221,6 +225,10 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the order of each round")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--allocator", choices=ALLOCATORS, default="training",
+        help="training: glibc keeps freed memory, as `normlab train` runs on a CPU; default: glibc's own setting",
+    )
     return parser
 
 
@@ -228,9 +236,11 @@ def setup(args) -> None:
     """Apply ``--threads`` and ``--seed``, and print the header every table needs."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = args.allocator == "training" and keep_freed_memory()
     torch.manual_seed(args.seed)
     print(f"# torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
+          f"{platform.processor() or platform.machine()}, "
+          f"allocator: {'glibc keeps freed memory (as training)' if kept else 'default'}")
     steps = args.repeats if args.step_repeats is None else args.step_repeats
     print(f"# shape (batch, time, dim) = ({args.batch}, {args.time}, {args.dim}), ~10% padding, "
           f"medians of {args.repeats} (fwd+bwd) and {steps} (steps) rounds in a shuffled order (seed {args.seed})\n")

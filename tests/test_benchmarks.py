@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import platform
 import re
 import subprocess
 import sys
@@ -32,6 +33,17 @@ def test_bench_norms_prints_every_norm_and_the_reference_rows():
         assert name in ratios, f"no row for {name!r}:\n{r.stdout}"
     assert float(ratios["ln"]) == 1.0  # the table is relative to ln (the step table's ln row too)
     assert re.search(r"Online TID recording .*: [0-9.]+ % of a training step", r.stdout), r.stdout
+    # the norms are timed as training runs them: glibc keeps freed memory (normlab.train.runtime)
+    expected = "glibc keeps freed memory (as training)" if platform.libc_ver()[0] == "glibc" else "default"
+    assert r.stdout.splitlines()[0].endswith(f"allocator: {expected}"), r.stdout
+
+
+def test_bench_norms_can_leave_the_allocator_as_it_is():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_norms.py"), "--batch", "2", "--time", "8", "--dim", "16"]
+    r = subprocess.run([*cmd, "--repeats", "1", "--step-repeats", "1", "--warmup", "0", "--allocator", "default"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.splitlines()[0].endswith("allocator: default"), r.stdout
 
 
 def test_every_round_times_every_norm_in_a_seeded_shuffled_order():
