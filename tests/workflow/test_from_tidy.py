@@ -4,6 +4,7 @@ study (config/scale.yaml, scale_study/) the tables come out byte-identical to th
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -12,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from normlab.analysis import contract
 from normlab.analysis.figures import read_stamp
@@ -54,6 +57,17 @@ def _checkout_copy(dest: Path) -> str:
     return subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
 
 
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def _redrawn_differently(committed: dict[Path, bytes], repo: Path) -> list[str]:
+    """The committed PNG figures whose redraw differs in pixels (a stamp, in the metadata, may differ):
+    a committed figure must be what the code draws from the committed tables."""
+    return [str(rel) for rel, png in committed.items()
+            if rel.suffix == ".png" and not np.array_equal(_pixels(png), _pixels((repo / rel).read_bytes()))]
+
+
 @pytest.mark.slow  # ~95 s on 2 cores: statistics, tables, 14 figures, five notebooks, the report
 def test_make_figures_regenerates_the_scale_study_byte_identical_from_its_tidy_tables(tmp_path):
     repo = tmp_path / "p"
@@ -86,6 +100,7 @@ def test_make_figures_regenerates_the_scale_study_byte_identical_from_its_tidy_t
             path = repo / WORKDIR / "figures" / f"{name}.{ext}"
             assert path.stat().st_mtime >= started, path
             assert read_stamp(path) == {"commit": commit, "dirty": "false", "config_sha256": digest}, path
+    assert not _redrawn_differently(committed, repo), "committed figures are not what the code draws"
     # the notebooks: executed, relative paths only, the standard kernel, and their HTML
     for name in contract.notebooks(True):
         ipynb = repo / WORKDIR / "notebooks" / "executed" / f"{name}.ipynb"
@@ -120,6 +135,8 @@ def test_make_figures_regenerates_the_default_tables_byte_identical_from_its_tid
     commit = _checkout_copy(repo)
     tables = [p for d in ("paper_tables", "results/stats") for p in (repo / d).rglob("*") if p.is_file()]
     committed = {p: p.read_bytes() for p in tables}
+    figures = {p.relative_to(repo): p.read_bytes() for p in (repo / "figures").glob("*.png")}
+    assert len(figures) >= 7
     assert len(committed) > 20 and not (repo / "results/runs").exists()
     venv = Path(sys.prefix)
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
@@ -130,3 +147,4 @@ def test_make_figures_regenerates_the_default_tables_byte_identical_from_its_tid
     differ = [str(p.relative_to(repo)) for p in committed if p.read_bytes() != committed[p]]
     assert not differ, f"regenerated tables differ from the committed ones: {differ}"
     assert read_stamp(repo / "figures" / "tid_curves.png")["commit"] == commit
+    assert not _redrawn_differently(figures, repo), "committed figures are not what the code draws"
