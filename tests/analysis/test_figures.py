@@ -214,3 +214,20 @@ def test_a_panel_whose_ln_did_not_learn_says_so():
     inputs = Inputs(runs=runs, scores=pd.DataFrame(), stats={"learning_bars": bars}, settings={})
     assert "did not learn" not in inputs.title("a") and inputs.title("a").startswith("NLP · a (tagging)")
     assert inputs.title("b").endswith("LN did not learn: pipeline check")
+
+
+def test_every_per_setting_figure_marks_the_panels_of_a_setting_whose_ln_did_not_learn(inputs):
+    import dataclasses
+
+    bars = inputs.stats["learning_bars"].copy()
+    bars["testable"] = bars["dataset"] != "brown_lm"  # as the learning bars would say of a pipeline check
+    failed = dataclasses.replace(inputs, stats={**inputs.stats, "learning_bars": bars})
+    marked = set()
+    for name, draw in F.FIGURE_FUNCTIONS.items():
+        titles = [ax.get_title() for ax in draw(failed).axes]
+        assert not [t for t in titles if "· bible_es_en (" in t and "did not learn" in t], name
+        brown = [t for t in titles if "· brown_lm (" in t]
+        assert all("LN did not learn: pipeline check" in t for t in brown), (name, brown)
+        marked |= {name} if brown else set()
+    assert {"conditioning", "eval_mode_gap", "tid_bn_vs_rbn", "tid_curves", "tid_decomposition",
+            "training_curves"} <= marked

@@ -11,6 +11,7 @@ import pandas as pd
 from ..contract import STATS_TABLES, tidy_columns
 from ..stats import read_settings, read_stats
 from ..tidy import read_tidy
+from .style import column_title
 
 TIDY_READ = ("runs", "scores")
 
@@ -52,8 +53,6 @@ class Inputs:
     def title(self, dataset: str) -> str:
         """A panel's title: the setting, and, where its LN fails the learning bar (stats ``learning_bars``),
         that it did not learn, so no reader takes the panel for evidence."""
-        from .style import column_title
-
         bars = self.stats.get("learning_bars", pd.DataFrame())
         failed = "testable" in bars.columns and (~bars.loc[bars["dataset"] == dataset, "testable"].astype(bool)).any()
         return column_title(dataset, self.task_of(dataset)) + ("\nLN did not learn: pipeline check" if failed else "")

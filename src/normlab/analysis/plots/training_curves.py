@@ -11,7 +11,6 @@ from ..labels import NORM_ORDER, PLACEMENT_LABELS, norm_label
 from .inputs import Inputs
 from .style import (
     DIVERGED_HANDLE,
-    column_title,
     dataset_order,
     draw_diverged,
     empty_figure,
@@ -48,7 +47,7 @@ def draw(inputs: Inputs) -> Figure:
         for i, placement in enumerate(placements):
             ax = axes[i, j]
             if i == 0:
-                ax.set_title(column_title(dataset, task))
+                ax.set_title(inputs.title(dataset))
             ax.set_ylabel(f"{PLACEMENT_LABELS.get(placement, placement)}\nloss ({LOSS_UNITS.get(task, 'nats')})",
                           fontsize=8)
             if i == len(placements) - 1:
