@@ -57,6 +57,18 @@ def _checkout_copy(dest: Path) -> str:
     return subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
 
 
+def _make_figures(repo: Path, config: list[str]) -> dict[str, str]:
+    """The documented command on the copy, with this venv (``-o``: not rebuilt for the copy's newer
+    files); returns the environment it ran in (this venv first on PATH) for later commands."""
+    venv = Path(sys.prefix)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    made = subprocess.run(["make", "figures", f"VENV={venv}", "-o", f"{venv}/.installed", "CORES=2",
+                           f"CONFIG={' '.join(config)}"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    return env
+
+
 def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
@@ -74,16 +86,9 @@ def test_make_figures_regenerates_the_scale_study_byte_identical_from_its_tidy_t
     commit = _checkout_copy(repo)
     committed = {p.relative_to(repo): p.read_bytes() for p in (repo / WORKDIR).rglob("*") if p.is_file()}
     assert not (repo / WORKDIR / PATHS.tidy / "tid.csv").exists() and not (repo / WORKDIR / "results/runs").exists()
-    venv = Path(sys.prefix)
-    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     started = time.time()
-    # the documented command; `-o`: the venv is this one, not to be rebuilt for the copy's newer files
-    made = subprocess.run(["make", "figures", f"VENV={venv}", "-o", f"{venv}/.installed", "CORES=2",
-                           f"CONFIG={' '.join(SCALE_CONFIG)}"], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=900)
-    wall = time.time() - started
-    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
-    print(f"make figures: {wall:.0f} s")
+    env = _make_figures(repo, SCALE_CONFIG)
+    print(f"make figures: {time.time() - started:.0f} s")
 
     # every committed table and statistic, byte for byte; the runs' provenance left alone
     tables = [p for p in committed if p.parts[1] in ("paper_tables", "results")]
@@ -110,7 +115,8 @@ def test_make_figures_regenerates_the_scale_study_byte_identical_from_its_tidy_t
         assert (ipynb.with_suffix(".html")).stat().st_size > 10_000
     assert "matches the committed table: True" in (repo / WORKDIR / "notebooks/executed/scale_study.ipynb").read_text()
     # the scale-study notebook as a user runs it from the clone: no parameters, its own defaults
-    assert subprocess.run([str(venv / "bin" / "normlab"), "notebooks", "scale_study", "--out", str(tmp_path / "own")],
+    normlab = str(Path(sys.prefix) / "bin" / "normlab")
+    assert subprocess.run([normlab, "notebooks", "scale_study", "--out", str(tmp_path / "own")],
                           cwd=repo, env=env, capture_output=True, timeout=300).returncode == 0
     own = (tmp_path / "own" / "scale_study.ipynb").read_text()
     assert "matches the committed table: True" in own and "tidy tables: scale_study/results/tidy" in own
@@ -138,12 +144,7 @@ def test_make_figures_regenerates_the_default_tables_byte_identical_from_its_tid
     figures = {p.relative_to(repo): p.read_bytes() for p in (repo / "figures").glob("*.png")}
     assert len(figures) >= 7
     assert len(committed) > 20 and not (repo / "results/runs").exists()
-    venv = Path(sys.prefix)
-    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    made = subprocess.run(["make", "figures", f"VENV={venv}", "-o", f"{venv}/.installed", "CORES=2",
-                           "CONFIG=config/default.yaml"], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    _make_figures(repo, ["config/default.yaml"])
     differ = [str(p.relative_to(repo)) for p in committed if p.read_bytes() != committed[p]]
     assert not differ, f"regenerated tables differ from the committed ones: {differ}"
     assert read_stamp(repo / "figures" / "tid_curves.png")["commit"] == commit
