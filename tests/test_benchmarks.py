@@ -44,6 +44,8 @@ def test_bench_norms_can_leave_the_allocator_as_it_is():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.splitlines()[0].endswith("allocator: default"), r.stdout
+    typo = subprocess.run([*cmd, "--allocator", "trainig"], capture_output=True, text=True, timeout=300)
+    assert typo.returncode == 2 and "invalid choice: 'trainig'" in typo.stderr
 
 
 def test_every_round_times_every_norm_in_a_seeded_shuffled_order():
