@@ -14,8 +14,9 @@ Reference rows time ``torch.nn.BatchNorm1d`` over all tokens (no padding mask: P
 kernels) and ``torch.nn.functional.rms_norm`` (which ``rmsnorm`` does not use: it is composite on the
 CPU).  Then a 6-layer residual FFN stack with 12 norms (the norm count of the RBN paper's encoder) is
 trained with ``ln``, ``bn`` and ``rbn`` side by side (shuffled the same way), and
-``OnlineTIDRecorder.record`` is timed against the ``bn`` training step.  ``--compile`` adds ``torch.compile``d copies of ``ln``, ``bn``
-and ``rbn`` to both tables (compilation happens in the untimed warm-up rounds).
+``OnlineTIDRecorder.record`` is timed against the ``bn`` training step.  ``--compile`` adds
+``torch.compile``d copies of ``ln``, ``bn`` and ``rbn`` to both tables (compilation happens in the
+untimed warm-up rounds).
 """
 
 from __future__ import annotations
